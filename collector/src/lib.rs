@@ -1,0 +1,1 @@
+//! qalqan collector: sources → parse/normalize → disk buffer → Kafka.

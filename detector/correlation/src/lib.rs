@@ -1,0 +1,1 @@
+//! Sigma correlation engine.
