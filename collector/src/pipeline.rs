@@ -1,0 +1,278 @@
+//! Parse, stamp and hand over: what happens to every batch a source reads.
+//!
+//! A source task calls [`Pipeline::process`] with a [`Batch`] of raw lines.
+//! Each line is parsed by the shared parser chain, stamped with who
+//! collected it (`observer.*`, a sequence number, `event.id`, `input.type`,
+//! where it came from), serialized to its JSON wire form and routed to the
+//! buffer or Kafka. Parsing runs on the caller's task, so sources with many
+//! connections parse in parallel while each connection keeps its order.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use qalqan_core::event::{now_micros, tags, Value};
+use qalqan_core::parse::Parser;
+
+use crate::ack::Ack;
+use crate::metrics::Metrics;
+use crate::router::{RouteError, Router};
+use crate::sequence::SequenceAllocator;
+use crate::sink::Record;
+
+/// One line (or datagram, or frame) as a source read it.
+#[derive(Debug, Clone, Default)]
+pub struct RawLine {
+    pub data: Vec<u8>,
+    /// The source cut it at its frame limit (the rest was skipped).
+    pub truncated: bool,
+    /// Sender of this line, when it differs per line (UDP).
+    pub peer: Option<SocketAddr>,
+    /// Event time known from the source itself (journald).
+    pub timestamp: Option<DateTime<Utc>>,
+    /// Fields the source knows better than the parser (journald metadata).
+    pub extra: Vec<(&'static str, Value)>,
+}
+
+impl RawLine {
+    pub fn new(data: Vec<u8>) -> RawLine {
+        RawLine {
+            data,
+            ..RawLine::default()
+        }
+    }
+}
+
+/// Which configured source a batch comes from.
+#[derive(Debug)]
+pub struct SourceInfo {
+    /// The `[sources.<id>]` id: metrics label.
+    pub id: String,
+    /// `input.type`: udp, tcp, tls, file, journald, stdin.
+    pub input: &'static str,
+}
+
+impl SourceInfo {
+    pub fn new(id: &str, input: &'static str) -> Arc<SourceInfo> {
+        Arc::new(SourceInfo {
+            id: id.to_owned(),
+            input,
+        })
+    }
+}
+
+/// Lines read together, from one origin.
+pub struct Batch {
+    pub source: Arc<SourceInfo>,
+    pub lines: Vec<RawLine>,
+    /// `log.file.path` for file sources.
+    pub file_path: Option<Arc<str>>,
+    /// `log.source.address` for connection-oriented sources.
+    pub peer: Option<SocketAddr>,
+    /// Told when every event of the batch is safe (checkpointing sources).
+    pub ack: Option<Ack>,
+}
+
+/// Who collects: stamped on every event as `observer.*`.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub name: String,
+    pub hostname: String,
+    pub agency: String,
+}
+
+/// Why a batch was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error("cannot persist the sequence counter: {0}")]
+    Sequence(std::io::Error),
+    #[error(transparent)]
+    Route(#[from] RouteError),
+}
+
+/// Shared by every source task.
+pub struct Pipeline {
+    parser: Parser,
+    identity: Identity,
+    sequence: Mutex<SequenceAllocator>,
+    router: Arc<Router>,
+    metrics: Arc<Metrics>,
+}
+
+impl Pipeline {
+    pub fn new(
+        parser: Parser,
+        identity: Identity,
+        sequence: SequenceAllocator,
+        router: Arc<Router>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Pipeline> {
+        metrics.last_sequence.set(sequence.last() as i64);
+        Arc::new(Pipeline {
+            parser,
+            identity,
+            sequence: Mutex::new(sequence),
+            router,
+            metrics,
+        })
+    }
+
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    pub fn router(&self) -> &Arc<Router> {
+        &self.router
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    fn with_sequence<T>(&self, f: impl FnOnce(&mut SequenceAllocator) -> T) -> T {
+        let mut g = self.sequence.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut g)
+    }
+
+    /// Last sequence number handed out.
+    pub fn last_sequence(&self) -> u64 {
+        self.with_sequence(|s| s.last())
+    }
+
+    /// (first number of this run, how it was chosen).
+    pub fn sequence_start(&self) -> (u64, &'static str) {
+        self.with_sequence(|s| (s.first_of_run(), s.resume().as_str()))
+    }
+
+    /// Marks the sequence state clean (graceful shutdown).
+    pub fn close_sequence(&self) -> std::io::Result<()> {
+        self.with_sequence(|s| s.close())
+    }
+
+    /// Parses, stamps and routes a batch. Returns once the batch is accepted
+    /// (durable in the buffer or handed to the producer); the batch's ack
+    /// fires once every event is safe. Sources that can wait are held back
+    /// (retrying) while the sequence state cannot be written; the error is
+    /// returned only to UDP (which counts a drop) or once `cancel` is set.
+    pub async fn process(
+        &self,
+        batch: &Batch,
+        cancel: &tokio_util::sync::CancellationToken,
+    ) -> Result<(), ProcessError> {
+        let may_wait = batch.source.input != "udp";
+        let records = loop {
+            match self.build_records(batch) {
+                Ok(r) => break r,
+                Err(e) if may_wait && !cancel.is_cancelled() => {
+                    tracing::error!(source = %batch.source.id, "{e}; retrying in 1s");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        self.router
+            .route(&records, batch.ack.clone(), may_wait)
+            .await?;
+        Ok(())
+    }
+
+    /// The synchronous part of [`Pipeline::process`]: parse, stamp, serialize.
+    pub fn build_records(&self, batch: &Batch) -> Result<Vec<Record>, ProcessError> {
+        let n = batch.lines.len();
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        self.metrics
+            .received(&batch.source.id, batch.source.input, n as u64);
+        let received = now_micros();
+        let mut parser_counts: Vec<(&'static str, u64)> = Vec::new();
+        let mut flag_counts = [0u64; 4];
+        let mut events = Vec::with_capacity(n);
+        for line in &batch.lines {
+            let parsed = self.parser.parse(&line.data, received);
+            let mut ev = parsed.event;
+            match parser_counts.iter_mut().find(|(p, _)| *p == parsed.parser) {
+                Some((_, c)) => *c += 1,
+                None => parser_counts.push((parsed.parser, 1)),
+            }
+            if line.truncated {
+                ev.add_tag(tags::TRUNCATED);
+            }
+            for (i, t) in [tags::TRUNCATED, tags::INVALID_UTF8, tags::PARTIAL, tags::UNPARSED]
+                .iter()
+                .enumerate()
+            {
+                if ev.has_tag(t) {
+                    flag_counts[i] += 1;
+                }
+            }
+            if let Some(ts) = line.timestamp {
+                ev.timestamp = ts;
+            }
+            for (k, v) in &line.extra {
+                ev.fields.insert(*k, v.clone());
+            }
+            let f = &mut ev.fields;
+            f.insert("observer.name", self.identity.name.as_str());
+            f.insert("observer.hostname", self.identity.hostname.as_str());
+            f.insert("observer.version", crate::VERSION);
+            f.insert("observer.type", "collector");
+            f.insert("input.type", batch.source.input);
+            if let Some(p) = &batch.file_path {
+                f.insert("log.file.path", &**p);
+            }
+            let peer = line.peer.or(batch.peer);
+            if let Some(addr) = peer {
+                f.insert("log.source.address", addr.to_string());
+            }
+            if f.get_str("host.name").is_none_or(str::is_empty) {
+                let host = match peer {
+                    Some(addr) => addr.ip().to_string(),
+                    None => self.identity.hostname.clone(),
+                };
+                f.insert("host.name", host);
+            }
+            events.push(ev);
+        }
+        for (p, c) in parser_counts {
+            self.metrics.events_parsed.with_label_values(&[p]).inc_by(c);
+        }
+        for (i, name) in ["truncated", "invalid_utf8", "partial", "unparsed"].iter().enumerate() {
+            if flag_counts[i] > 0 {
+                self.metrics
+                    .events_flagged
+                    .with_label_values(&[name])
+                    .inc_by(flag_counts[i]);
+            }
+        }
+        let first = self
+            .with_sequence(|s| s.allocate(n as u64))
+            .map_err(|e| {
+                self.metrics.state_write_errors.inc();
+                ProcessError::Sequence(e)
+            })?;
+        self.metrics.last_sequence.set((first + n as u64 - 1) as i64);
+        let mut records = Vec::with_capacity(n);
+        let name = self.identity.name.as_bytes();
+        for (i, mut ev) in events.into_iter().enumerate() {
+            let seq = first + i as u64;
+            let seq_text = seq.to_string();
+            ev.fields.insert("observer.sequence", seq);
+            ev.fields.insert(
+                "event.id",
+                qalqan_core::alert::event_id(&[name, seq_text.as_bytes()]),
+            );
+            let key = ev
+                .fields
+                .get_str("host.name")
+                .unwrap_or_default()
+                .as_bytes()
+                .to_vec();
+            records.push(Record {
+                key,
+                payload: ev.to_json_string().into_bytes(),
+            });
+        }
+        Ok(records)
+    }
+}
