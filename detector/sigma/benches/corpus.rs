@@ -1,0 +1,2 @@
+//! Corpus benchmark (being written).
+fn main() {}

@@ -1,0 +1,571 @@
+//! Evaluator: matcher trees against one event.
+//!
+//! Before any rule runs, the event is prepared once: its fields are looked up
+//! in the engine's field table (one hash lookup per event field), the values
+//! that case-insensitive matchers read are lower-cased once into a shared
+//! buffer, and — on the optimized path — the prefilter scan marks which atoms
+//! occur. Matchers then read that state; nothing is lower-cased or looked up
+//! twice.
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Timelike, Utc};
+use qalqan_core::{Event, Value};
+use smallvec::SmallVec;
+
+use crate::compile::{
+    parse_decimal, AtomId, CompiledRule, Expr, FieldId, Item, Matcher, RefMode, SearchExpr,
+    StrMatcher, FIELD_INGESTED, FIELD_ORIGINAL, FIELD_TIMESTAMP,
+};
+use crate::modifier::TimePart;
+use crate::value::lowercase_into;
+
+/// A field's value as the evaluator sees it.
+#[derive(Debug, Clone, Copy)]
+pub enum FieldVal<'a> {
+    Value(&'a Value),
+    Str(&'a str),
+    Time(DateTime<Utc>),
+}
+
+/// One element of a (possibly list) value.
+#[derive(Debug, Clone, Copy)]
+pub enum Elem<'a> {
+    Str(&'a str),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Null,
+    Time(DateTime<Utc>),
+}
+
+impl FieldVal<'_> {
+    fn is_null(&self) -> bool {
+        matches!(self, FieldVal::Value(Value::Null))
+    }
+}
+
+fn push_elems<'a>(v: &'a Value, out: &mut SmallVec<[Elem<'a>; 4]>) {
+    match v {
+        Value::Null => out.push(Elem::Null),
+        Value::Bool(b) => out.push(Elem::Bool(*b)),
+        Value::Int(i) => out.push(Elem::Int(*i)),
+        Value::Float(f) => out.push(Elem::Float(*f)),
+        Value::Str(s) => out.push(Elem::Str(s)),
+        Value::List(l) => l.iter().for_each(|x| push_elems(x, out)),
+    }
+}
+
+fn elems(v: FieldVal<'_>) -> SmallVec<[Elem<'_>; 4]> {
+    let mut out = SmallVec::new();
+    match v {
+        FieldVal::Value(v) => push_elems(v, &mut out),
+        FieldVal::Str(s) => out.push(Elem::Str(s)),
+        FieldVal::Time(t) => out.push(Elem::Time(t)),
+    }
+    out
+}
+
+/// Text of a non-null element (numbers as decimal, booleans as true/false,
+/// times as RFC 3339 with microseconds).
+pub fn render_elem(e: Elem<'_>, out: &mut String) -> bool {
+    use std::fmt::Write;
+    match e {
+        Elem::Str(s) => out.push_str(s),
+        Elem::Int(i) => {
+            let _ = write!(out, "{i}");
+        }
+        Elem::Float(f) => {
+            let _ = write!(out, "{f}");
+        }
+        Elem::Bool(b) => out.push_str(if b { "true" } else { "false" }),
+        Elem::Time(t) => out.push_str(&qalqan_core::event::format_ts(&t)),
+        Elem::Null => return false,
+    }
+    true
+}
+
+const NO_TEXT: u32 = u32::MAX;
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Slot {
+    gen: u32,
+    val: u32,
+    lower_gen: u32,
+    span_start: u32,
+    span_len: u32,
+}
+
+/// Per-event working memory, reused across events (one per thread).
+#[derive(Debug, Default)]
+pub struct EventState {
+    gen: u32,
+    slots: Vec<Slot>,
+    spans: Vec<(u32, u32)>,
+    lower: String,
+    hits: Vec<u64>,
+    touched: Vec<AtomId>,
+    scratch_text: String,
+}
+
+impl EventState {
+    pub fn new(fields: usize, atoms: usize) -> Self {
+        let mut s = EventState::default();
+        s.ensure(fields, atoms);
+        s
+    }
+
+    pub fn ensure(&mut self, fields: usize, atoms: usize) {
+        if self.slots.len() < fields {
+            self.slots.resize(fields, Slot::default());
+        }
+        let words = atoms.div_ceil(64);
+        if self.hits.len() < words {
+            self.hits.resize(words, 0);
+        }
+    }
+
+    /// Starts a new event: invalidates every slot in O(1) (generations).
+    pub fn begin(&mut self) {
+        for a in self.touched.drain(..) {
+            self.hits[(a / 64) as usize] &= !(1u64 << (a % 64));
+        }
+        self.gen = self.gen.wrapping_add(1);
+        if self.gen == 0 {
+            self.slots.iter_mut().for_each(|s| *s = Slot::default());
+            self.gen = 1;
+        }
+        self.spans.clear();
+        self.lower.clear();
+    }
+
+    /// Records that `field` holds `vals[val]`; the first occurrence wins,
+    /// as with [`Event::get`].
+    pub fn set_field(&mut self, field: FieldId, val: u32) {
+        let s = &mut self.slots[field as usize];
+        if s.gen != self.gen {
+            *s = Slot {
+                gen: self.gen,
+                val,
+                lower_gen: 0,
+                span_start: 0,
+                span_len: 0,
+            };
+        }
+    }
+
+    /// Marks an atom as present; returns true the first time.
+    #[inline]
+    pub fn hit(&mut self, a: AtomId) -> bool {
+        let w = &mut self.hits[(a / 64) as usize];
+        let bit = 1u64 << (a % 64);
+        if *w & bit != 0 {
+            return false;
+        }
+        *w |= bit;
+        self.touched.push(a);
+        true
+    }
+
+    /// Calls `f` with each lower-cased element text of `field` (if it was
+    /// lower-cased this event) and a function that marks an atom as present
+    /// (true the first time).
+    pub fn scan_field(
+        &mut self,
+        field: FieldId,
+        mut f: impl FnMut(&str, &mut dyn FnMut(AtomId) -> bool),
+    ) {
+        let Some(slot) = self.slots.get(field as usize) else {
+            return;
+        };
+        if slot.lower_gen != self.gen {
+            return;
+        }
+        let spans =
+            &self.spans[slot.span_start as usize..(slot.span_start + slot.span_len) as usize];
+        let hits = &mut self.hits;
+        let touched = &mut self.touched;
+        let mut hit = |a: AtomId| {
+            let w = &mut hits[(a / 64) as usize];
+            let bit = 1u64 << (a % 64);
+            if *w & bit != 0 {
+                return false;
+            }
+            *w |= bit;
+            touched.push(a);
+            true
+        };
+        for &(a, b) in spans {
+            if a != NO_TEXT {
+                f(&self.lower[a as usize..b as usize], &mut hit);
+            }
+        }
+    }
+
+    #[inline]
+    pub fn is_hit(&self, a: AtomId) -> bool {
+        self.hits[(a / 64) as usize] & (1u64 << (a % 64)) != 0
+    }
+}
+
+/// An event with its prepared state.
+pub struct Ctx<'a> {
+    pub event: &'a Event,
+    pub vals: &'a [&'a Value],
+    pub st: &'a EventState,
+    /// Consult prefilter atoms (optimized path); the naive path does not.
+    pub use_atoms: bool,
+}
+
+/// Fills `vals` and the field slots for `event`.
+pub fn resolve_fields<'e>(
+    event: &'e Event,
+    table: &crate::compile::FieldTable,
+    st: &mut EventState,
+    vals: &mut SmallVec<[&'e Value; 64]>,
+) {
+    for (name, value) in event.fields.iter() {
+        if let Some(fid) = table.get(name) {
+            if fid > FIELD_INGESTED {
+                st.set_field(fid, vals.len() as u32);
+                vals.push(value);
+            }
+        }
+    }
+}
+
+fn field_val<'a>(
+    event: &'a Event,
+    vals: &[&'a Value],
+    st: &EventState,
+    f: FieldId,
+) -> Option<FieldVal<'a>> {
+    match f {
+        FIELD_ORIGINAL => Some(FieldVal::Str(&event.original)),
+        FIELD_TIMESTAMP => Some(FieldVal::Time(event.timestamp)),
+        FIELD_INGESTED => Some(FieldVal::Time(event.ingested)),
+        _ => {
+            let s = st.slots.get(f as usize)?;
+            (s.gen == st.gen).then(|| FieldVal::Value(vals[s.val as usize]))
+        }
+    }
+}
+
+/// Lower-cases the elements of `f` into the shared buffer (once per event).
+pub fn lower_field(event: &Event, vals: &[&Value], st: &mut EventState, f: FieldId) {
+    let Some(v) = field_val(event, vals, st, f) else {
+        return;
+    };
+    if st.slots[f as usize].lower_gen == st.gen {
+        return;
+    }
+    let span_start = st.spans.len() as u32;
+    let mut tmp = std::mem::take(&mut st.scratch_text);
+    for e in elems(v) {
+        tmp.clear();
+        if render_elem(e, &mut tmp) {
+            let start = st.lower.len() as u32;
+            lowercase_into(&tmp, &mut st.lower);
+            st.spans.push((start, st.lower.len() as u32));
+        } else {
+            st.spans.push((NO_TEXT, 0));
+        }
+    }
+    st.scratch_text = tmp;
+    let gen = st.gen;
+    let slot = &mut st.slots[f as usize];
+    slot.lower_gen = gen;
+    slot.span_start = span_start;
+    slot.span_len = st.spans.len() as u32 - span_start;
+}
+
+impl<'a> Ctx<'a> {
+    pub fn get(&self, f: FieldId) -> Option<FieldVal<'a>> {
+        field_val(self.event, self.vals, self.st, f)
+    }
+
+    /// Lower-cased texts of the field's elements, in element order (None for
+    /// null elements), if they were prepared.
+    fn lower_texts(&self, f: FieldId) -> Option<impl Iterator<Item = Option<&'a str>> + 'a> {
+        let s = self.st.slots.get(f as usize)?;
+        if s.lower_gen != self.st.gen {
+            return None;
+        }
+        let lower: &'a str = &self.st.lower;
+        let spans = &self.st.spans[s.span_start as usize..(s.span_start + s.span_len) as usize];
+        Some(
+            spans
+                .iter()
+                .map(move |&(a, b)| (a != NO_TEXT).then(|| &lower[a as usize..b as usize])),
+        )
+    }
+
+    /// Calls `pred` with each element and its lower-cased text until it
+    /// returns true.
+    fn any_elem(
+        &self,
+        f: FieldId,
+        v: FieldVal<'a>,
+        mut pred: impl FnMut(Elem<'a>, Option<&str>) -> bool,
+    ) -> bool {
+        let es = elems(v);
+        if let Some(texts) = self.lower_texts(f) {
+            for (e, t) in es.into_iter().zip(texts) {
+                if pred(e, t) {
+                    return true;
+                }
+            }
+            return false;
+        }
+        // not prepared (explanations, naive path on unusual fields): compute here
+        let mut raw = String::new();
+        let mut low = String::new();
+        for e in es {
+            raw.clear();
+            low.clear();
+            let t = if render_elem(e, &mut raw) {
+                lowercase_into(&raw, &mut low);
+                Some(low.as_str())
+            } else {
+                None
+            };
+            if pred(e, t) {
+                return true;
+            }
+        }
+        false
+    }
+
+    pub fn eval_rule(&self, r: &CompiledRule) -> bool {
+        self.eval_expr(&r.condition, r)
+    }
+
+    pub fn eval_expr(&self, e: &Expr, r: &CompiledRule) -> bool {
+        match e {
+            Expr::And(v) => v.iter().all(|x| self.eval_expr(x, r)),
+            Expr::Or(v) => v.iter().any(|x| self.eval_expr(x, r)),
+            Expr::Not(x) => !self.eval_expr(x, r),
+            Expr::Search(i) => self.eval_search(&r.searches[*i as usize]),
+        }
+    }
+
+    pub fn eval_search(&self, s: &SearchExpr) -> bool {
+        match s {
+            SearchExpr::And(v) => v.iter().all(|x| self.eval_search(x)),
+            SearchExpr::Or(v) => v.iter().any(|x| self.eval_search(x)),
+            SearchExpr::Item(i) => self.eval_item(i),
+        }
+    }
+
+    pub fn eval_item(&self, i: &Item) -> bool {
+        if i.all {
+            i.values
+                .iter()
+                .all(|v| v.alts.iter().any(|m| self.eval_matcher(i.field, m)))
+        } else {
+            i.values
+                .iter()
+                .any(|v| v.alts.iter().any(|m| self.eval_matcher(i.field, m)))
+        }
+    }
+
+    pub fn eval_matcher(&self, field: FieldId, m: &Matcher) -> bool {
+        match m {
+            Matcher::Null => self.get(field).is_none_or(|v| v.is_null()),
+            Matcher::Exists(b) => self.get(field).is_some() == *b,
+            Matcher::Str(s) => {
+                if self.use_atoms {
+                    if let Some(a) = s.atom {
+                        if !self.st.is_hit(a) {
+                            return false;
+                        }
+                        if s.atom_decides {
+                            return true;
+                        }
+                    }
+                }
+                let Some(v) = self.get(field) else {
+                    return false;
+                };
+                self.any_elem(field, v, |e, low| str_elem(s, e, low))
+            }
+            Matcher::Regex(r) => {
+                if self.use_atoms
+                    && !r.atoms.is_empty()
+                    && !r.atoms.iter().any(|&a| self.st.is_hit(a))
+                {
+                    return false;
+                }
+                let Some(v) = self.get(field) else {
+                    return false;
+                };
+                let mut buf = String::new();
+                self.any_elem(field, v, |e, _| {
+                    text_of(e, &mut buf).is_some_and(|t| r.regex.is_match(t))
+                })
+            }
+            Matcher::FieldRef { other, mode, cased } => {
+                self.field_ref(field, *other, *mode, *cased)
+            }
+            Matcher::Not(inner) => {
+                let Some(v) = self.get(field) else {
+                    return false;
+                };
+                if v.is_null() {
+                    return false;
+                }
+                if let Matcher::FieldRef { other, .. } = **inner {
+                    return self.get(other).is_some_and(|o| !o.is_null())
+                        && !self.eval_matcher(field, inner);
+                }
+                self.any_elem(field, v, |e, low| {
+                    !matches!(e, Elem::Null) && !elem_match(inner, e, low)
+                })
+            }
+            other => {
+                let Some(v) = self.get(field) else {
+                    return false;
+                };
+                self.any_elem(field, v, |e, low| elem_match(other, e, low))
+            }
+        }
+    }
+
+    fn field_ref(&self, field: FieldId, other: FieldId, mode: RefMode, cased: bool) -> bool {
+        let (Some(a), Some(b)) = (self.get(field), self.get(other)) else {
+            return false;
+        };
+        let mut bs: Vec<String> = Vec::new();
+        let mut buf = String::new();
+        for e in elems(b) {
+            buf.clear();
+            if render_elem(e, &mut buf) {
+                bs.push(if cased {
+                    buf.clone()
+                } else {
+                    crate::value::lowercase(&buf)
+                });
+            }
+        }
+        let mut raw = String::new();
+        self.any_elem(field, a, |e, low| {
+            let text = if cased {
+                raw.clear();
+                if !render_elem(e, &mut raw) {
+                    return false;
+                }
+                raw.as_str()
+            } else {
+                match low {
+                    Some(t) => t,
+                    None => return false,
+                }
+            };
+            bs.iter().any(|b| match mode {
+                RefMode::Exact => text == b,
+                RefMode::Prefix => text.starts_with(b.as_str()),
+                RefMode::Suffix => text.ends_with(b.as_str()),
+                RefMode::Contains => text.contains(b.as_str()),
+            })
+        })
+    }
+}
+
+fn text_of<'a>(e: Elem<'a>, buf: &'a mut String) -> Option<&'a str> {
+    match e {
+        Elem::Str(s) => Some(s),
+        Elem::Null => None,
+        other => {
+            buf.clear();
+            render_elem(other, buf);
+            Some(buf.as_str())
+        }
+    }
+}
+
+fn str_elem(s: &StrMatcher, e: Elem<'_>, low: Option<&str>) -> bool {
+    if s.cased {
+        let mut buf = String::new();
+        text_of(e, &mut buf).is_some_and(|t| s.pattern.is_match(t))
+    } else {
+        low.is_some_and(|t| s.pattern.is_match(t))
+    }
+}
+
+fn elem_number(e: Elem<'_>) -> Option<f64> {
+    match e {
+        Elem::Int(i) => Some(i as f64),
+        Elem::Float(f) => Some(f),
+        Elem::Str(s) => parse_decimal(s),
+        _ => None,
+    }
+}
+
+/// Element-level match for matchers that look at one element at a time.
+pub fn elem_match(m: &Matcher, e: Elem<'_>, low: Option<&str>) -> bool {
+    match m {
+        Matcher::Str(s) => str_elem(s, e, low),
+        Matcher::Num(n) => elem_number(e).is_some_and(|x| x == *n),
+        Matcher::Bool(b) => match e {
+            Elem::Bool(x) => x == *b,
+            Elem::Str(s) => s.eq_ignore_ascii_case(if *b { "true" } else { "false" }),
+            _ => false,
+        },
+        Matcher::Regex(r) => {
+            let mut buf = String::new();
+            text_of(e, &mut buf).is_some_and(|t| r.regex.is_match(t))
+        }
+        Matcher::Cidr(c) => match e {
+            Elem::Str(s) => s.parse::<IpAddr>().is_ok_and(|ip| c.contains(ip)),
+            _ => false,
+        },
+        Matcher::Cmp(op, n) => elem_number(e).is_some_and(|x| op.holds(x, *n)),
+        Matcher::Time(part, op, n) => {
+            elem_time(e).is_some_and(|t| op.holds(time_part(&t, *part), *n))
+        }
+        Matcher::Not(inner) => !matches!(e, Elem::Null) && !elem_match(inner, e, low),
+        // field-level matchers never reach here
+        Matcher::Null | Matcher::Exists(_) | Matcher::FieldRef { .. } => false,
+    }
+}
+
+/// Date and time as written in the value (no time-zone conversion, as the
+/// modifiers appendix says): RFC 3339, `YYYY-MM-DD[ T]HH:MM:SS[.frac]`, or a
+/// bare date.
+pub fn elem_time(e: Elem<'_>) -> Option<NaiveDateTime> {
+    match e {
+        Elem::Time(t) => Some(t.naive_utc()),
+        Elem::Str(s) => {
+            let s = s.trim();
+            if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+                return Some(t.naive_local());
+            }
+            for fmt in [
+                "%Y-%m-%d %H:%M:%S%.f",
+                "%Y-%m-%dT%H:%M:%S%.f",
+                "%Y-%m-%d %H:%M:%S",
+                "%Y-%m-%dT%H:%M:%S",
+            ] {
+                if let Ok(t) = NaiveDateTime::parse_from_str(s, fmt) {
+                    return Some(t);
+                }
+            }
+            NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+        }
+        _ => None,
+    }
+}
+
+/// The part a time modifier extracts; `week` is the ISO 8601 week (1–53).
+pub fn time_part(t: &NaiveDateTime, p: TimePart) -> f64 {
+    f64::from(match p {
+        TimePart::Minute => t.minute(),
+        TimePart::Hour => t.hour(),
+        TimePart::Day => t.day(),
+        TimePart::Week => t.iso_week().week(),
+        TimePart::Month => t.month(),
+        TimePart::Year => return f64::from(t.year()),
+    })
+}
