@@ -1,0 +1,240 @@
+//! Alert suppression: per rule and group key, "the first N alerts, then
+//! silence for T", with the number of silenced alerts carried on the next
+//! alert that is sent.
+//!
+//! Periods are aligned to the Unix epoch in *event time* (`for: 1h` means
+//! clock hours of the events' timestamps): the first `first` alerts of a key
+//! in each period are sent, the rest are counted. Aligning the periods makes
+//! suppression a function of the events alone, so a replay after a restart
+//! sends exactly the alerts the first run sent, whatever the arrival order.
+//!
+//! Configured per rule with a custom attribute, or globally in the engine
+//! config (the rule's setting wins):
+//!
+//! ```yaml
+//! qalqan:
+//!   suppress:
+//!     first: 1      # alerts sent per group key and period
+//!     for: 1h       # period length: ms, s, m, h or d
+//! ```
+//!
+//! `qalqan: {suppress: off}` turns a global suppression off for one rule.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_yaml::Value as Yaml;
+
+use crate::rule::kind;
+
+/// "Send the first `first` alerts of each `period`, suppress the rest."
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuppressPolicy {
+    pub first: u32,
+    #[serde(rename = "for", with = "qalqan_core::config::duration")]
+    pub period: Duration,
+}
+
+/// A rule's own suppression setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SuppressSetting {
+    /// No suppression for this rule, even if the engine has a global one.
+    Off,
+    On(SuppressPolicy),
+}
+
+/// Parses the rule's `qalqan:` attribute. Unknown keys are errors, so a
+/// typo never silently disables suppression.
+pub(crate) fn parse_rule_attribute(q: &Yaml) -> Result<Option<SuppressSetting>, String> {
+    let Yaml::Mapping(map) = q else {
+        return Err(format!("`qalqan` must be a mapping, got {}", kind(q)));
+    };
+    let mut setting = None;
+    for (k, v) in map {
+        match k.as_str() {
+            Some("suppress") => setting = Some(parse_suppress(v)?),
+            Some(other) => {
+                return Err(format!(
+                    "unknown attribute `qalqan.{other}`; the only qalqan setting is `suppress`"
+                ))
+            }
+            None => return Err("`qalqan` has a non-text key".into()),
+        }
+    }
+    Ok(setting)
+}
+
+fn parse_suppress(v: &Yaml) -> Result<SuppressSetting, String> {
+    match v {
+        Yaml::Bool(false) => Ok(SuppressSetting::Off),
+        Yaml::String(s) if s == "off" => Ok(SuppressSetting::Off),
+        Yaml::Mapping(m) => {
+            let mut first = None;
+            let mut period = None;
+            for (k, v) in m {
+                match k.as_str() {
+                    Some("first") => {
+                        first = Some(
+                            v.as_u64()
+                                .and_then(|n| u32::try_from(n).ok())
+                                .filter(|n| *n >= 1)
+                                .ok_or("`qalqan.suppress.first` must be a whole number ≥ 1")?,
+                        )
+                    }
+                    Some("for") => {
+                        let text = v
+                            .as_str()
+                            .ok_or("`qalqan.suppress.for` must be a duration such as `1h`")?;
+                        let d = qalqan_core::config::parse_duration(text)
+                            .map_err(|e| format!("`qalqan.suppress.for`: {e}"))?;
+                        if d < Duration::from_millis(1) {
+                            return Err("`qalqan.suppress.for` must be at least 1ms".into());
+                        }
+                        period = Some(d);
+                    }
+                    Some(other) => {
+                        return Err(format!(
+                            "unknown `qalqan.suppress.{other}`; expected `first` and `for`"
+                        ))
+                    }
+                    None => return Err("`qalqan.suppress` has a non-text key".into()),
+                }
+            }
+            match (first, period) {
+                (Some(first), Some(period)) => {
+                    Ok(SuppressSetting::On(SuppressPolicy { first, period }))
+                }
+                _ => Err("`qalqan.suppress` needs both `first` and `for`".into()),
+            }
+        }
+        other => Err(format!(
+            "`qalqan.suppress` must be {{first: N, for: DURATION}} or `off`, got {}",
+            kind(other)
+        )),
+    }
+}
+
+/// Per-key suppression bookkeeping.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct SuppressState {
+    /// Index of the current period (event time / period length).
+    period: i64,
+    /// Alerts sent in that period.
+    sent: u32,
+    /// Alerts suppressed since the last one sent.
+    pending: u64,
+}
+
+/// What to do with an alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Send it, carrying this many suppressed alerts.
+    Send {
+        suppressed: u64,
+    },
+    Suppress,
+}
+
+impl SuppressState {
+    /// Decides for an alert determined at `t_us` (event time, µs).
+    pub(crate) fn decide(
+        state: &mut Option<SuppressState>,
+        policy: &SuppressPolicy,
+        t_us: i64,
+    ) -> Verdict {
+        let len = i64::try_from(policy.period.as_micros())
+            .unwrap_or(i64::MAX)
+            .max(1);
+        let period = t_us.div_euclid(len);
+        let s = state.get_or_insert(SuppressState {
+            period,
+            sent: 0,
+            pending: 0,
+        });
+        if s.period != period {
+            s.period = period;
+            s.sent = 0;
+        }
+        if s.sent < policy.first {
+            s.sent += 1;
+            let suppressed = std::mem::take(&mut s.pending);
+            Verdict::Send { suppressed }
+        } else {
+            s.pending += 1;
+            Verdict::Suppress
+        }
+    }
+
+    /// Whether the entry still matters at settled time `now_us`: its period
+    /// is not over, or it holds a count not yet reported on an alert.
+    pub(crate) fn live(&self, policy: &SuppressPolicy, now_us: i64) -> bool {
+        let len = i64::try_from(policy.period.as_micros())
+            .unwrap_or(i64::MAX)
+            .max(1);
+        self.pending > 0 || now_us.div_euclid(len) <= self.period
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attr(text: &str) -> Result<Option<SuppressSetting>, String> {
+        parse_rule_attribute(&serde_yaml::from_str(text).expect("yaml"))
+    }
+
+    #[test]
+    fn parses_the_rule_attribute() {
+        assert_eq!(
+            attr("{suppress: {first: 2, for: 1h}}"),
+            Ok(Some(SuppressSetting::On(SuppressPolicy {
+                first: 2,
+                period: Duration::from_secs(3600)
+            })))
+        );
+        assert_eq!(attr("{suppress: off}"), Ok(Some(SuppressSetting::Off)));
+        assert!(attr("{suppress: {first: 0, for: 1h}}").is_err());
+        assert!(attr("{suppress: {first: 1}}").is_err());
+        assert!(attr("{suppress: {first: 1, for: 1h, every: 2}}").is_err());
+        assert!(attr("{supress: {first: 1, for: 1h}}").is_err());
+    }
+
+    #[test]
+    fn first_n_then_silence_then_carry_the_count() {
+        let p = SuppressPolicy {
+            first: 2,
+            period: Duration::from_secs(60),
+        };
+        let mut s = None;
+        let sec = 1_000_000;
+        assert_eq!(
+            SuppressState::decide(&mut s, &p, 0),
+            Verdict::Send { suppressed: 0 }
+        );
+        assert_eq!(
+            SuppressState::decide(&mut s, &p, sec),
+            Verdict::Send { suppressed: 0 }
+        );
+        assert_eq!(
+            SuppressState::decide(&mut s, &p, 2 * sec),
+            Verdict::Suppress
+        );
+        assert_eq!(
+            SuppressState::decide(&mut s, &p, 59 * sec),
+            Verdict::Suppress
+        );
+        // Next period: sent again, carrying the two suppressed.
+        assert_eq!(
+            SuppressState::decide(&mut s, &p, 60 * sec),
+            Verdict::Send { suppressed: 2 }
+        );
+        assert_eq!(
+            SuppressState::decide(&mut s, &p, 61 * sec),
+            Verdict::Send { suppressed: 0 }
+        );
+        let st = s.expect("state");
+        assert!(st.live(&p, 119 * sec));
+        assert!(!st.live(&p, 120 * sec));
+    }
+}
