@@ -34,7 +34,7 @@ pub const FIELD_TIMESTAMP: FieldId = 1;
 pub const FIELD_INGESTED: FieldId = 2;
 
 /// Regex compile limits: a rule may not make the engine allocate without bound.
-pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
+pub const REGEX_SIZE_LIMIT: usize = 8 << 20;
 pub const REGEX_DFA_SIZE_LIMIT: usize = 2 << 20;
 
 /// Interned field names.

@@ -229,10 +229,12 @@ impl Parser {
                         Some(Token::Word(t)) if !RESERVED.contains(&t.as_str()) => {
                             OfTarget::Pattern(t.clone())
                         }
-                        _ => return Err(err(&format!(
+                        _ => {
+                            return Err(err(&format!(
                             "expected 'them' or an identifier pattern after '{w} of', found '{}'",
                             self.describe(self.pos)
-                        ))),
+                        )))
+                        }
                     };
                     self.pos += 1;
                     return Ok(Cond::Of { all, target });

@@ -719,6 +719,18 @@ impl Engine {
             .collect()
     }
 
+    /// Reference evaluation of one rule (logsource honoured, no prefilter).
+    pub fn matches_rule(&self, idx: RuleIdx, event: &Event) -> bool {
+        let r = &self.rules[idx as usize];
+        let ev_ls = LogsourceSpec {
+            category: event.logsource.category.clone(),
+            product: event.logsource.product.clone(),
+            service: event.logsource.service.clone(),
+            definition: None,
+        };
+        r.logsource.contains(&ev_ls) && self.with_naive_ctx(event, |ctx| ctx.eval_rule(&r.compiled))
+    }
+
     /// Runs `f` with an evaluation context for `event` that does not use the
     /// prefilter (explanations).
     pub(crate) fn with_naive_ctx<T>(&self, event: &Event, f: impl FnOnce(&Ctx<'_>) -> T) -> T {

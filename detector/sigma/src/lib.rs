@@ -101,6 +101,7 @@ pub mod pattern;
 pub mod pipeline;
 pub mod route;
 pub mod rule;
+pub mod synth;
 pub mod value;
 
 pub use engine::{

@@ -260,6 +260,10 @@ pub struct ParseError {
     pub legacy_aggregation: bool,
 }
 
+/// Why documents of a Sigma 1.0 rule collection are rejected.
+pub const COLLECTION_REASON: &str = "Sigma 1.0 rule collections (`action: global/reset/repeat`) \
+are not part of Sigma 2.1; write each rule as its own complete document";
+
 fn perr(construct: impl Into<String>, reason: impl Into<String>) -> ParseError {
     ParseError {
         rule_id: None,
@@ -276,12 +280,24 @@ fn perr(construct: impl Into<String>, reason: impl Into<String>) -> ParseError {
 pub fn parse_file(path: &Path, text: &str) -> Vec<(SourceRef, Result<Document, ParseError>)> {
     use serde::Deserialize;
     let mut out = Vec::new();
+    let mut collection = false;
     for (index, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let src = SourceRef::new(path, index);
         match Yaml::deserialize(de) {
             Ok(Yaml::Null) => continue, // empty document (e.g. a trailing `---`)
             Ok(doc) => {
-                let r = parse_document(&src, doc);
+                // Documents after `action: global` only make sense merged into
+                // it; report them under the collection's reason.
+                collection |= doc.get("action").is_some();
+                let r = if collection && doc.get("action").is_none() {
+                    Err(ParseError {
+                        rule_id: doc.get("id").and_then(scalar_string),
+                        title: doc.get("title").and_then(scalar_string),
+                        ..perr("action", COLLECTION_REASON)
+                    })
+                } else {
+                    parse_document(&src, doc)
+                };
                 out.push((src, r));
             }
             Err(e) => {
@@ -312,11 +328,7 @@ pub fn parse_document(src: &SourceRef, doc: Yaml) -> Result<Document, ParseError
         })));
     }
     if map.contains_key("action") {
-        return Err(with_ids(perr(
-            "action",
-            "Sigma 1.0 rule collections (`action: global/reset/repeat`) are not part of \
-             Sigma 2.1; write each rule as its own complete document",
-        )));
+        return Err(with_ids(perr("action", COLLECTION_REASON)));
     }
     if map.contains_key("filter") && !map.contains_key("detection") {
         return parse_filter(src, &map)
