@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use qalqan_core::parse::{ParseOptions, Parser};
+use qalqan_core::parse::Parser;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -126,10 +126,7 @@ pub async fn start(cfg: Config, opts: RunOptions) -> anyhow::Result<Running> {
         hostname: c.hostname.clone().unwrap_or_else(machine_hostname),
         agency: c.agency.clone(),
     };
-    let parser = Parser::new(ParseOptions {
-        max_line_bytes: cfg.parse.max_line_bytes as usize,
-        ..ParseOptions::default()
-    });
+    let parser = Parser::new(cfg.parse.options());
     let pipeline = Pipeline::new(parser, identity, sequence, router.clone(), metrics.clone());
 
     // Bind everything before anything runs, so a bad port fails the start.
@@ -137,7 +134,7 @@ pub async fn start(cfg: Config, opts: RunOptions) -> anyhow::Result<Running> {
     let mut source_addrs = BTreeMap::new();
     if !opts.stdin {
         for (id, sc) in &cfg.sources {
-            let p = Prepared::prepare(id, sc, &c.state_dir).await?;
+            let p = Prepared::prepare(id, sc, &cfg.parse, &c.state_dir).await?;
             if let Some(a) = p.local_addr() {
                 source_addrs.insert(id.clone(), a);
             }
@@ -182,7 +179,7 @@ pub async fn start(cfg: Config, opts: RunOptions) -> anyhow::Result<Running> {
     let stdin = opts.stdin.then(|| {
         tokio::spawn(crate::sources::stdin::run(
             pipeline.clone(),
-            cfg.parse.max_line_bytes as usize,
+            cfg.parse.max_line(),
             stop_sources.clone(),
         ))
     });

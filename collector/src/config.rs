@@ -191,25 +191,106 @@ impl BufferSection {
     }
 }
 
-/// `[parse]`: options of the shared parser chain.
-#[derive(Debug, Clone, Deserialize)]
+/// `[parse]` (and `[sources.<id>.parse]`): options of the shared parser
+/// chain. A source's own table overrides the keys it sets.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ParseSection {
-    /// Longer lines are cut and tagged `qalqan.truncated`.
-    #[serde(default = "default_max_line", deserialize_with = "core_config::size::deserialize")]
-    pub max_line_bytes: u64,
+    /// Longer lines are cut and tagged `qalqan.truncated` (default 64KiB).
+    #[serde(default, deserialize_with = "opt_size")]
+    pub max_line_bytes: Option<u64>,
+    /// UTC offset of timestamps without a zone (RFC 3164): `+05:00`, `UTC`.
+    #[serde(default)]
+    pub timezone: Option<String>,
+    /// Fixed year for RFC 3164 timestamps (replays of old files); default:
+    /// inferred from the receive time.
+    #[serde(default)]
+    pub rfc3164_year: Option<i32>,
+    /// Sigma `product` of web access logs (`nginx`, `apache`).
+    #[serde(default)]
+    pub web_product: Option<String>,
+    /// Sigma logsource of generic JSON lines.
+    #[serde(default)]
+    pub json_product: Option<String>,
+    #[serde(default)]
+    pub json_service: Option<String>,
+    #[serde(default)]
+    pub json_category: Option<String>,
+}
+
+fn opt_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    core_config::size::deserialize(d).map(Some)
+}
+
+impl ParseSection {
+    /// This table with unset keys taken from `global`.
+    pub fn over(&self, global: &ParseSection) -> ParseSection {
+        ParseSection {
+            max_line_bytes: self.max_line_bytes.or(global.max_line_bytes),
+            timezone: self.timezone.clone().or_else(|| global.timezone.clone()),
+            rfc3164_year: self.rfc3164_year.or(global.rfc3164_year),
+            web_product: self.web_product.clone().or_else(|| global.web_product.clone()),
+            json_product: self.json_product.clone().or_else(|| global.json_product.clone()),
+            json_service: self.json_service.clone().or_else(|| global.json_service.clone()),
+            json_category: self.json_category.clone().or_else(|| global.json_category.clone()),
+        }
+    }
+
+    pub fn max_line(&self) -> usize {
+        self.max_line_bytes.unwrap_or(default_max_line()) as usize
+    }
+
+    /// The parser options these keys stand for (validated first).
+    pub fn options(&self) -> qalqan_core::parse::ParseOptions {
+        let mut o = qalqan_core::parse::ParseOptions {
+            max_line_bytes: self.max_line(),
+            ..Default::default()
+        };
+        if let Some(tz) = &self.timezone {
+            if let Ok(off) = qalqan_core::parse::parse_utc_offset(tz) {
+                o.local_offset = off;
+            }
+        }
+        o.rfc3164_year = self.rfc3164_year;
+        o.web_product = self.web_product.clone();
+        o.json_logsource = qalqan_core::event::LogSource::new(
+            self.json_product.as_deref(),
+            self.json_service.as_deref(),
+            self.json_category.as_deref(),
+        );
+        o
+    }
+
+    fn validate(&self, prefix: &str) -> Result<(), Invalid> {
+        if let Some(v) = self.max_line_bytes {
+            if !(256..=(16 << 20)).contains(&v) {
+                return Err(bad(
+                    format!("{prefix}.max_line_bytes"),
+                    format!("{v} is out of range"),
+                    "use a size from 256 B to 16MiB (default 64KiB)",
+                ));
+            }
+        }
+        if let Some(tz) = &self.timezone {
+            if let Err(e) = qalqan_core::parse::parse_utc_offset(tz) {
+                return Err(bad(format!("{prefix}.timezone"), e, "write e.g. \"+05:00\" or \"UTC\""));
+            }
+        }
+        if let Some(y) = self.rfc3164_year {
+            if !(1970..=9999).contains(&y) {
+                return Err(bad(
+                    format!("{prefix}.rfc3164_year"),
+                    format!("{y} is not a plausible year"),
+                    "remove it to infer the year, or give a year such as 2015",
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 fn default_max_line() -> u64 {
     qalqan_core::parse::DEFAULT_MAX_LINE_BYTES as u64
-}
-
-impl Default for ParseSection {
-    fn default() -> Self {
-        ParseSection {
-            max_line_bytes: default_max_line(),
-        }
-    }
 }
 
 /// `[metrics]`: the Prometheus endpoint.
@@ -284,6 +365,17 @@ impl SourceConfig {
         }
     }
 
+    /// The source's own `[sources.<id>.parse]` table, if any.
+    pub fn parse(&self) -> Option<&ParseSection> {
+        match self {
+            SourceConfig::Udp(c) => c.parse.as_ref(),
+            SourceConfig::Tcp(c) => c.parse.as_ref(),
+            SourceConfig::Tls(c) => c.parse.as_ref(),
+            SourceConfig::File(c) => c.parse.as_ref(),
+            SourceConfig::Journald(c) => c.parse.as_ref(),
+        }
+    }
+
     fn listen(&self) -> Option<SocketAddr> {
         match self {
             SourceConfig::Udp(c) => Some(c.listen),
@@ -305,6 +397,9 @@ pub struct UdpSourceConfig {
     /// Parallel parse tasks behind the receiving thread.
     #[serde(default = "default_udp_workers")]
     pub workers: usize,
+    /// Parser options for this source only (override `[parse]`).
+    #[serde(default)]
+    pub parse: Option<ParseSection>,
 }
 
 fn default_rcvbuf() -> u64 {
@@ -324,6 +419,9 @@ pub struct TcpSourceConfig {
     pub max_frame_bytes: u64,
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Parser options for this source only (override `[parse]`).
+    #[serde(default)]
+    pub parse: Option<ParseSection>,
 }
 
 fn default_max_connections() -> usize {
@@ -352,6 +450,9 @@ pub struct TlsSourceConfig {
     /// A client that has not finished its TLS handshake by then is dropped.
     #[serde(default = "default_handshake_timeout", with = "core_config::duration")]
     pub handshake_timeout: Duration,
+    /// Parser options for this source only (override `[parse]`).
+    #[serde(default)]
+    pub parse: Option<ParseSection>,
 }
 
 fn default_handshake_timeout() -> Duration {
@@ -388,6 +489,9 @@ pub struct FileSourceConfig {
     pub rotate_wait: Duration,
     #[serde(default = "default_max_line", deserialize_with = "core_config::size::deserialize")]
     pub max_line_bytes: u64,
+    /// Parser options for this source only (override `[parse]`).
+    #[serde(default)]
+    pub parse: Option<ParseSection>,
 }
 
 fn default_file_read_from() -> ReadFrom {
@@ -421,6 +525,9 @@ pub struct JournaldSourceConfig {
     /// Extra arguments passed to journalctl as they are (e.g. `--directory=...`).
     #[serde(default)]
     pub extra_args: Vec<String>,
+    /// Parser options for this source only (override `[parse]`).
+    #[serde(default)]
+    pub parse: Option<ParseSection>,
 }
 
 fn default_journalctl() -> String {
@@ -485,13 +592,7 @@ impl Config {
         self.kafka.validate()?;
         self.validate_sink()?;
         self.validate_buffer()?;
-        if self.parse.max_line_bytes < 256 || self.parse.max_line_bytes > 16 << 20 {
-            return Err(bad(
-                "parse.max_line_bytes",
-                format!("{} is out of range", self.parse.max_line_bytes),
-                "use a size from 256 B to 16MiB (default 64KiB)",
-            ));
-        }
+        self.parse.validate("parse")?;
         if self.heartbeat.interval < Duration::from_secs(1) {
             return Err(bad(
                 "heartbeat.interval",
@@ -525,6 +626,9 @@ impl Config {
                         "give each network source its own address or port",
                     ));
                 }
+            }
+            if let Some(p) = src.parse() {
+                p.validate(&format!("{key}.parse"))?;
             }
             validate_source(&key, src)?;
         }

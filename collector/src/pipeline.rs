@@ -50,13 +50,16 @@ pub struct SourceInfo {
     pub id: String,
     /// `input.type`: udp, tcp, tls, file, journald, stdin.
     pub input: &'static str,
+    /// The source's own parser (`[sources.<id>.parse]`); else the global one.
+    pub parser: Option<Parser>,
 }
 
 impl SourceInfo {
-    pub fn new(id: &str, input: &'static str) -> Arc<SourceInfo> {
+    pub fn new(id: &str, input: &'static str, parser: Option<Parser>) -> Arc<SourceInfo> {
         Arc::new(SourceInfo {
             id: id.to_owned(),
             input,
+            parser,
         })
     }
 }
@@ -188,8 +191,9 @@ impl Pipeline {
         let mut parser_counts: Vec<(&'static str, u64)> = Vec::new();
         let mut flag_counts = [0u64; 4];
         let mut events = Vec::with_capacity(n);
+        let parser = batch.source.parser.as_ref().unwrap_or(&self.parser);
         for line in &batch.lines {
-            let parsed = self.parser.parse(&line.data, received);
+            let parsed = parser.parse(&line.data, received);
             let mut ev = parsed.event;
             match parser_counts.iter_mut().find(|(p, _)| *p == parsed.parser) {
                 Some((_, c)) => *c += 1,

@@ -183,14 +183,19 @@ pub struct FileSource {
 }
 
 impl FileSource {
-    pub fn new(id: &str, cfg: &FileSourceConfig, state_dir: &Path) -> anyhow::Result<FileSource> {
+    pub fn new(
+        id: &str,
+        cfg: &FileSourceConfig,
+        state_dir: &Path,
+        parser: Option<qalqan_core::parse::Parser>,
+    ) -> anyhow::Result<FileSource> {
         let exclude = cfg
             .exclude
             .iter()
             .map(|p| glob::Pattern::new(p).map_err(|e| anyhow::anyhow!("sources.{id}.exclude `{p}`: {e}")))
             .collect::<Result<_, _>>()?;
         Ok(FileSource {
-            source: SourceInfo::new(id, "file"),
+            source: SourceInfo::new(id, "file", parser),
             cfg: cfg.clone(),
             checkpoint_path: checkpoint_path(state_dir, id),
             include: cfg.include.clone(),

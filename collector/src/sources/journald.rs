@@ -60,9 +60,14 @@ pub struct JournaldSource {
 }
 
 impl JournaldSource {
-    pub fn new(id: &str, cfg: &JournaldSourceConfig, state_dir: &Path) -> JournaldSource {
+    pub fn new(
+        id: &str,
+        cfg: &JournaldSourceConfig,
+        state_dir: &Path,
+        parser: Option<qalqan_core::parse::Parser>,
+    ) -> JournaldSource {
         JournaldSource {
-            source: SourceInfo::new(id, "journald"),
+            source: SourceInfo::new(id, "journald", parser),
             cfg: cfg.clone(),
             cursor_path: cursor_path(state_dir, id),
         }

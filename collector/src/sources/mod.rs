@@ -20,7 +20,8 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::SourceConfig;
+use crate::config::{ParseSection, SourceConfig};
+use qalqan_core::parse::Parser;
 use crate::pipeline::Pipeline;
 
 /// A source ready to start: network sources are bound already, so a port
@@ -34,13 +35,25 @@ pub enum Prepared {
 
 impl Prepared {
     /// Binds / checks one configured source.
-    pub async fn prepare(id: &str, cfg: &SourceConfig, state_dir: &Path) -> anyhow::Result<Prepared> {
+    pub async fn prepare(
+        id: &str,
+        cfg: &SourceConfig,
+        global_parse: &ParseSection,
+        state_dir: &Path,
+    ) -> anyhow::Result<Prepared> {
+        let parser = cfg
+            .parse()
+            .map(|p| Parser::new(p.over(global_parse).options()));
         Ok(match cfg {
-            SourceConfig::Udp(c) => Prepared::Udp(udp::UdpSource::bind(id, c)?),
-            SourceConfig::Tcp(c) => Prepared::Tcp(tcp::TcpSource::bind(id, c).await?),
-            SourceConfig::Tls(c) => Prepared::Tcp(tcp::TcpSource::bind_tls(id, c).await?),
-            SourceConfig::File(c) => Prepared::File(file::FileSource::new(id, c, state_dir)?),
-            SourceConfig::Journald(c) => Prepared::Journald(journald::JournaldSource::new(id, c, state_dir)),
+            SourceConfig::Udp(c) => Prepared::Udp(udp::UdpSource::bind(id, c, parser)?),
+            SourceConfig::Tcp(c) => Prepared::Tcp(tcp::TcpSource::bind(id, c, parser).await?),
+            SourceConfig::Tls(c) => Prepared::Tcp(tcp::TcpSource::bind_tls(id, c, parser).await?),
+            SourceConfig::File(c) => {
+                Prepared::File(file::FileSource::new(id, c, state_dir, parser)?)
+            }
+            SourceConfig::Journald(c) => {
+                Prepared::Journald(journald::JournaldSource::new(id, c, state_dir, parser))
+            }
         })
     }
 

@@ -17,7 +17,7 @@ const CHUNK: usize = 256 * 1024;
 
 /// Reads stdin to its end (or `cancel`); returns the number of lines read.
 pub async fn run(pipeline: Arc<Pipeline>, max_line: usize, cancel: CancellationToken) -> u64 {
-    let source = SourceInfo::new("stdin", "stdin");
+    let source = SourceInfo::new("stdin", "stdin", None);
     let mut stdin = tokio::io::stdin();
     let mut framer = Framer::new(Framing::Newline, max_line);
     let mut out = Vec::new();

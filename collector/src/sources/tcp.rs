@@ -11,6 +11,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{TcpSourceConfig, TlsSourceConfig};
+use qalqan_core::parse::Parser;
 use crate::pipeline::{Pipeline, SourceInfo};
 use crate::sources::framing::Framing;
 use crate::sources::stream;
@@ -25,27 +26,27 @@ pub struct TcpSource {
 }
 
 impl TcpSource {
-    pub async fn bind(id: &str, cfg: &TcpSourceConfig) -> anyhow::Result<TcpSource> {
+    pub async fn bind(id: &str, cfg: &TcpSourceConfig, parser: Option<Parser>) -> anyhow::Result<TcpSource> {
         let listener = TcpListener::bind(cfg.listen)
             .await
             .map_err(|e| anyhow::anyhow!("sources.{id}.listen {}: cannot bind: {e}", cfg.listen))?;
         Ok(TcpSource {
             listener,
-            source: SourceInfo::new(id, "tcp"),
+            source: SourceInfo::new(id, "tcp", parser),
             max_frame: cfg.max_frame_bytes as usize,
             max_connections: cfg.max_connections,
             tls: None,
         })
     }
 
-    pub async fn bind_tls(id: &str, cfg: &TlsSourceConfig) -> anyhow::Result<TcpSource> {
+    pub async fn bind_tls(id: &str, cfg: &TlsSourceConfig, parser: Option<Parser>) -> anyhow::Result<TcpSource> {
         let acceptor = tls_acceptor(id, cfg)?;
         let listener = TcpListener::bind(cfg.listen)
             .await
             .map_err(|e| anyhow::anyhow!("sources.{id}.listen {}: cannot bind: {e}", cfg.listen))?;
         Ok(TcpSource {
             listener,
-            source: SourceInfo::new(id, "tls"),
+            source: SourceInfo::new(id, "tls", parser),
             max_frame: cfg.max_frame_bytes as usize,
             max_connections: cfg.max_connections,
             tls: Some((acceptor, cfg.handshake_timeout)),

@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, Mutex};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::UdpSourceConfig;
+use qalqan_core::parse::Parser;
 use crate::pipeline::{Batch, Pipeline, RawLine, SourceInfo};
 use crate::router::RouteError;
 use crate::pipeline::ProcessError;
@@ -35,7 +36,7 @@ pub struct UdpSource {
 }
 
 impl UdpSource {
-    pub fn bind(id: &str, cfg: &UdpSourceConfig) -> anyhow::Result<UdpSource> {
+    pub fn bind(id: &str, cfg: &UdpSourceConfig, parser: Option<Parser>) -> anyhow::Result<UdpSource> {
         let key = format!("sources.{id}.listen {}", cfg.listen);
         let socket = Socket::new(Domain::for_address(cfg.listen), Type::DGRAM, Some(Protocol::UDP))
             .map_err(|e| anyhow::anyhow!("{key}: cannot create socket: {e}"))?;
@@ -64,7 +65,7 @@ impl UdpSource {
             .map_err(|e| anyhow::anyhow!("{key}: {e}"))?;
         Ok(UdpSource {
             socket: socket.into(),
-            source: SourceInfo::new(id, "udp"),
+            source: SourceInfo::new(id, "udp", parser),
             workers: cfg.workers,
         })
     }
