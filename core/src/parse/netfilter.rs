@@ -1,0 +1,262 @@
+//! Kernel packet-log lines from iptables `LOG`, ufw and nftables `log`:
+//!
+//! ```text
+//! kernel: [ 8457.246354] [UFW BLOCK] IN=eth0 OUT= MAC=52:54:…:08:00 SRC=203.0.113.9 DST=198.51.100.2 LEN=60 TOS=0x00 PREC=0x00 TTL=49 ID=0 DF PROTO=TCP SPT=44226 DPT=22 WINDOW=64240 RES=0x00 SYN URGP=0
+//! kernel: DROP: IN=eth0 OUT= SRC=… PROTO=UDP SPT=5353 DPT=5353 LEN=40
+//! kernel: nft drop in: IN=ens3 OUT= MAC=… SRC=2001:db8::1 DST=2001:db8::2 LEN=80 TC=0 HOPLIMIT=64 FLOWLBL=0 PROTO=ICMPv6 TYPE=128 CODE=0 ID=1 SEQ=1
+//! ```
+//!
+//! The log prefix (everything before `IN=`, minus the kernel uptime stamp)
+//! is the operator's name for the rule: it goes to `rule.name`, and its verb
+//! decides `event.action` (`denied` / `accept` / the prefix itself, see
+//! [`firewall_action`](super::ecs::firewall_action)) and `event.type`
+//! (`connection` + `denied`/`allowed`).
+//!
+//! | key | field |
+//! |---|---|
+//! | `IN` / `OUT` | `observer.ingress.interface.name` / `observer.egress.interface.name`; `network.direction` `ingress`/`egress` when only one is set |
+//! | `MAC` | `destination.mac`, `source.mac` (Ethernet: dst 6 octets, src 6, type 2) |
+//! | `SRC` / `DST` | `source.ip` / `destination.ip`, `network.type` `ipv4`/`ipv6` |
+//! | `SPT` / `DPT` | `source.port` / `destination.port` |
+//! | `PROTO` | `network.transport` (`tcp`, `udp`, `icmp`, `ipv6-icmp`, …) |
+//! | `LEN`, `TTL`/`HOPLIMIT`, `ID`, `WINDOW` | `iptables.length`, `iptables.ttl`, `iptables.id`, `iptables.tcp.window` |
+//! | TCP flag words (`SYN`, `ACK`, …) | `iptables.tcp.flags` (list) |
+//! | `TYPE` / `CODE` (ICMP) | `iptables.icmp.type` / `iptables.icmp.code` |
+//! | `UID` / `GID` (owner match) | `user.id` / `group.id` |
+//!
+//! Everything after a `[` (the quoted packet inside an ICMP error) is left
+//! in the message only.
+
+use crate::event::{Event, Value};
+
+use super::ecs::{firewall_verdict, set_ip, set_port, transport, Side};
+use super::text::{ecs_mac, find, is_ipv6, parse_uint, split_byte, words};
+use super::Claim;
+
+/// Cheap test: does the message carry a packet log (`IN=` … `OUT=` … `SRC=`)?
+pub(crate) fn looks_like(msg: &str) -> bool {
+    match in_position(msg) {
+        Some(i) => {
+            let tail = &msg[i..];
+            find(tail, " OUT=").is_some() && find(tail, " SRC=").is_some()
+        }
+        None => false,
+    }
+}
+
+/// Position of the `IN=` key (at the start or after a space).
+fn in_position(msg: &str) -> Option<usize> {
+    if msg.starts_with("IN=") {
+        return Some(0);
+    }
+    find(msg, " IN=").map(|i| i + 1)
+}
+
+pub(crate) fn parse(msg: &str, ev: &mut Event) -> Claim {
+    let Some(start) = in_position(msg) else {
+        return Claim::No;
+    };
+    let prefix = strip_uptime(&msg[..start]).trim();
+    let prefix = prefix.trim_end_matches(':').trim();
+    let rule = prefix.trim_start_matches('[').trim_end_matches(']').trim();
+    if !rule.is_empty() {
+        ev.fields.insert("rule.name", rule);
+    }
+    firewall_verdict(ev, rule);
+
+    let mut has_in = false;
+    let mut has_out = false;
+    let mut src_ok = false;
+    let mut flags: Vec<Value> = Vec::new();
+    for tok in words(&msg[start..]) {
+        if tok.starts_with('[') {
+            break;
+        }
+        let Some((k, v)) = split_byte(tok, b'=') else {
+            if matches!(
+                tok,
+                "SYN" | "ACK" | "FIN" | "RST" | "PSH" | "URG" | "CWR" | "ECE"
+            ) {
+                flags.push(Value::from(tok));
+            }
+            continue;
+        };
+        if v.is_empty() {
+            continue;
+        }
+        match k {
+            "IN" => {
+                has_in = true;
+                ev.fields.insert("observer.ingress.interface.name", v);
+            }
+            "OUT" => {
+                has_out = true;
+                ev.fields.insert("observer.egress.interface.name", v);
+            }
+            "MAC" => macs(v, ev),
+            "SRC" => {
+                src_ok = set_ip(ev, Side::Source, v);
+                if src_ok {
+                    let ty = if is_ipv6(v) { "ipv6" } else { "ipv4" };
+                    ev.fields.insert("network.type", ty);
+                }
+            }
+            "DST" => {
+                set_ip(ev, Side::Destination, v);
+            }
+            "SPT" => {
+                set_port(ev, Side::Source, v);
+            }
+            "DPT" => {
+                set_port(ev, Side::Destination, v);
+            }
+            "PROTO" => {
+                if let Some(t) = transport(v) {
+                    ev.fields.insert("network.transport", t);
+                }
+            }
+            "LEN" => int(ev, "iptables.length", v),
+            "TTL" | "HOPLIMIT" => int(ev, "iptables.ttl", v),
+            "ID" => int(ev, "iptables.id", v),
+            "WINDOW" => int(ev, "iptables.tcp.window", v),
+            "TYPE" => int(ev, "iptables.icmp.type", v),
+            "CODE" => int(ev, "iptables.icmp.code", v),
+            "UID" => ev.fields.insert("user.id", v),
+            "GID" => ev.fields.insert("group.id", v),
+            _ => {}
+        }
+    }
+    match (has_in, has_out) {
+        (true, false) => ev.fields.insert("network.direction", "ingress"),
+        (false, true) => ev.fields.insert("network.direction", "egress"),
+        _ => {}
+    }
+    if !flags.is_empty() {
+        ev.fields.insert("iptables.tcp.flags", Value::List(flags));
+    }
+    if src_ok {
+        Claim::Full
+    } else {
+        Claim::Partial
+    }
+}
+
+/// Drops a leading kernel uptime stamp `[ 8457.246354]`.
+fn strip_uptime(s: &str) -> &str {
+    let t = s.trim_start();
+    if let Some(rest) = t.strip_prefix('[') {
+        if let Some((stamp, after)) = rest.split_once(']') {
+            if !stamp.is_empty()
+                && stamp
+                    .bytes()
+                    .all(|c| c.is_ascii_digit() || c == b'.' || c == b' ')
+            {
+                return after;
+            }
+        }
+    }
+    s
+}
+
+fn macs(v: &str, ev: &mut Event) {
+    // dst(17) ':' src(17) ':' ethertype(5)
+    if v.len() == 41 {
+        if let (Some(dst), Some(src)) = (
+            v.get(0..17).and_then(ecs_mac),
+            v.get(18..35).and_then(ecs_mac),
+        ) {
+            ev.fields.insert("destination.mac", dst);
+            ev.fields.insert("source.mac", src);
+        }
+    }
+}
+
+fn int(ev: &mut Event, name: &'static str, v: &str) {
+    if let Some(n) = parse_uint(v) {
+        ev.fields.insert(name, Value::Int(n));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+
+    fn run(msg: &str) -> (Claim, Event) {
+        let mut ev = Event::new(String::new(), Utc::now());
+        (parse(msg, &mut ev), ev)
+    }
+
+    #[test]
+    fn ufw_block() {
+        let m = "[ 8457.246354] [UFW BLOCK] IN=eth0 OUT= MAC=52:54:00:12:34:56:52:54:00:65:43:21:08:00 SRC=203.0.113.9 DST=198.51.100.2 LEN=60 TOS=0x00 PREC=0x00 TTL=49 ID=0 DF PROTO=TCP SPT=44226 DPT=22 WINDOW=64240 RES=0x00 SYN URGP=0";
+        assert!(looks_like(m));
+        let (c, ev) = run(m);
+        assert_eq!(c, Claim::Full);
+        let f = &ev.fields;
+        assert_eq!(f.get_str("rule.name"), Some("UFW BLOCK"));
+        assert_eq!(f.get_str("event.action"), Some("denied"));
+        assert_eq!(f.get_str("source.ip"), Some("203.0.113.9"));
+        assert_eq!(f.get_str("destination.ip"), Some("198.51.100.2"));
+        assert_eq!(f.get("source.port"), Some(&Value::Int(44226)));
+        assert_eq!(f.get("destination.port"), Some(&Value::Int(22)));
+        assert_eq!(f.get_str("network.transport"), Some("tcp"));
+        assert_eq!(f.get_str("network.type"), Some("ipv4"));
+        assert_eq!(f.get_str("network.direction"), Some("ingress"));
+        assert_eq!(f.get_str("observer.ingress.interface.name"), Some("eth0"));
+        assert!(f.get("observer.egress.interface.name").is_none());
+        assert_eq!(f.get_str("source.mac"), Some("52-54-00-65-43-21"));
+        assert_eq!(f.get_str("destination.mac"), Some("52-54-00-12-34-56"));
+        assert_eq!(f.get("iptables.length"), Some(&Value::Int(60)));
+        assert_eq!(
+            f.get("iptables.tcp.flags"),
+            Some(&Value::List(vec![Value::from("SYN")]))
+        );
+        assert_eq!(
+            f.get("event.type"),
+            Some(&Value::List(vec![
+                Value::from("connection"),
+                Value::from("denied")
+            ]))
+        );
+    }
+
+    #[test]
+    fn plain_prefix_nft_and_ipv6() {
+        let (_, ev) =
+            run("DROP: IN=eth0 OUT= SRC=10.0.0.1 DST=10.0.0.2 LEN=40 PROTO=UDP SPT=5353 DPT=5353");
+        assert_eq!(ev.fields.get_str("rule.name"), Some("DROP"));
+        assert_eq!(ev.fields.get_str("event.action"), Some("denied"));
+        assert_eq!(ev.fields.get_str("network.transport"), Some("udp"));
+        let (_, ev) = run("nft accept ssh: IN=ens3 OUT= SRC=2001:db8::1 DST=2001:db8::2 LEN=80 TC=0 HOPLIMIT=64 FLOWLBL=0 PROTO=ICMPv6 TYPE=128 CODE=0 ID=1 SEQ=1");
+        assert_eq!(ev.fields.get_str("event.action"), Some("accept"));
+        assert_eq!(ev.fields.get_str("network.type"), Some("ipv6"));
+        assert_eq!(ev.fields.get_str("network.transport"), Some("ipv6-icmp"));
+        assert_eq!(ev.fields.get("iptables.icmp.type"), Some(&Value::Int(128)));
+        assert_eq!(ev.fields.get("iptables.ttl"), Some(&Value::Int(64)));
+        let (_, ev) = run("IN= OUT=eth1 SRC=10.0.0.1 DST=10.0.0.2 PROTO=47 UID=1000");
+        assert!(ev.fields.get("rule.name").is_none());
+        assert!(ev.fields.get("event.action").is_none());
+        assert_eq!(ev.fields.get_str("network.direction"), Some("egress"));
+        assert_eq!(ev.fields.get_str("network.transport"), Some("gre"));
+        assert_eq!(ev.fields.get_str("user.id"), Some("1000"));
+        let (_, ev) = run("[UFW AUDIT] IN=eth0 OUT=eth1 SRC=10.0.0.1 DST=10.0.0.2 PROTO=ICMP TYPE=3 CODE=1 [SRC=10.0.0.2 DST=10.9.9.9 LEN=1 ]");
+        assert_eq!(ev.fields.get_str("event.action"), Some("ufw-audit"));
+        assert_eq!(ev.fields.get_str("destination.ip"), Some("10.0.0.2"));
+        assert!(ev.fields.get("network.direction").is_none());
+    }
+
+    #[test]
+    fn truncated_or_not_firewall() {
+        let (c, ev) = run("[UFW BLOCK] IN=eth0 OUT= MAC=52:54:00");
+        assert_eq!(c, Claim::Partial);
+        assert_eq!(
+            ev.fields.get_str("observer.ingress.interface.name"),
+            Some("eth0")
+        );
+        assert!(!looks_like("[UFW BLOCK] IN=eth0 OUT= MAC=52:54:00"));
+        assert!(!looks_like("usb 1-1: new high-speed USB device"));
+        assert!(!looks_like("LOGIN=x OUT=y SRC=z"));
+        assert_eq!(run("no packet here").0, Claim::No);
+    }
+}
