@@ -4,9 +4,12 @@
 //!
 //! Periods are aligned to the Unix epoch in *event time* (`for: 1h` means
 //! clock hours of the events' timestamps): the first `first` alerts of a key
-//! in each period are sent, the rest are counted. Aligning the periods makes
-//! suppression a function of the events alone, so a replay after a restart
-//! sends exactly the alerts the first run sent, whatever the arrival order.
+//! in each period are sent, the rest are counted, and the first alert of the
+//! next period carries that count in `suppressed`. Aligning the periods
+//! makes suppression a function of the events alone, so a replay after a
+//! restart sends exactly the alerts the first run sent, whatever the
+//! arrival order. (A count followed by a period without alerts is not
+//! carried further; it is in the `suppressed` metric.)
 //!
 //! Configured per rule with a custom attribute, or globally in the engine
 //! config (the rule's setting wins):
@@ -122,8 +125,11 @@ pub(crate) struct SuppressState {
     period: i64,
     /// Alerts sent in that period.
     sent: u32,
-    /// Alerts suppressed since the last one sent.
-    pending: u64,
+    /// Alerts suppressed in that period.
+    silenced: u64,
+    /// Alerts suppressed in the period just before, to carry on the first
+    /// alert of this one.
+    carry: u64,
 }
 
 /// What to do with an alert.
@@ -136,43 +142,53 @@ pub(crate) enum Verdict {
     Suppress,
 }
 
+fn period_len(policy: &SuppressPolicy) -> i64 {
+    i64::try_from(policy.period.as_micros())
+        .unwrap_or(i64::MAX)
+        .max(1)
+}
+
 impl SuppressState {
-    /// Decides for an alert determined at `t_us` (event time, µs).
+    /// Decides for an alert determined at `t_us` (event time, µs). The
+    /// first alert of a period carries the count silenced in the period
+    /// just before (so the count depends on two periods of history, which
+    /// a replay of `2 × period` reproduces); counts from older periods
+    /// without a following alert are only in the metrics.
     pub(crate) fn decide(
         state: &mut Option<SuppressState>,
         policy: &SuppressPolicy,
         t_us: i64,
     ) -> Verdict {
-        let len = i64::try_from(policy.period.as_micros())
-            .unwrap_or(i64::MAX)
-            .max(1);
-        let period = t_us.div_euclid(len);
+        let period = t_us.div_euclid(period_len(policy));
         let s = state.get_or_insert(SuppressState {
             period,
-            sent: 0,
-            pending: 0,
+            ..SuppressState::default()
         });
         if s.period != period {
+            s.carry = if period == s.period + 1 {
+                s.silenced
+            } else {
+                0
+            };
             s.period = period;
             s.sent = 0;
+            s.silenced = 0;
         }
         if s.sent < policy.first {
             s.sent += 1;
-            let suppressed = std::mem::take(&mut s.pending);
-            Verdict::Send { suppressed }
+            Verdict::Send {
+                suppressed: std::mem::take(&mut s.carry),
+            }
         } else {
-            s.pending += 1;
+            s.silenced += 1;
             Verdict::Suppress
         }
     }
 
     /// Whether the entry still matters at settled time `now_us`: its period
-    /// is not over, or it holds a count not yet reported on an alert.
+    /// or the next one (which may carry its count) is not over.
     pub(crate) fn live(&self, policy: &SuppressPolicy, now_us: i64) -> bool {
-        let len = i64::try_from(policy.period.as_micros())
-            .unwrap_or(i64::MAX)
-            .max(1);
-        self.pending > 0 || now_us.div_euclid(len) <= self.period
+        now_us.div_euclid(period_len(policy)) <= self.period + 1
     }
 }
 
@@ -234,7 +250,16 @@ mod tests {
             Verdict::Send { suppressed: 0 }
         );
         let st = s.expect("state");
-        assert!(st.live(&p, 119 * sec));
-        assert!(!st.live(&p, 120 * sec));
+        assert!(st.live(&p, 179 * sec));
+        assert!(!st.live(&p, 180 * sec));
+        // A period without alerts in between: the old count is not carried.
+        assert_eq!(
+            SuppressState::decide(&mut s, &p, 62 * sec),
+            Verdict::Suppress
+        );
+        assert_eq!(
+            SuppressState::decide(&mut s, &p, 240 * sec),
+            Verdict::Send { suppressed: 0 }
+        );
     }
 }

@@ -251,7 +251,8 @@ impl Engine {
     pub fn process(&mut self, partition: i32, signal: Signal, out: &mut Output) {
         let item = match prepare(&self.shared.set, signal) {
             Ok(item) => item,
-            Err((signal, reason)) => {
+            Err(rejected) => {
+                let (signal, reason) = *rejected;
                 self.shared.rejected += 1;
                 out.rejected.push(RejectedSignal {
                     partition,
@@ -442,19 +443,20 @@ impl Engine {
     /// How far before a checkpoint's horizon a replay must start for the
     /// rebuilt state, alert ids and suppression to be exactly those of an
     /// uninterrupted run: two windows plus a hop (a window's firing depends
-    /// on the epoch before it), the longest suppression period, and the
-    /// allowed lateness.
+    /// on the epoch before it), plus two suppression periods (the count
+    /// carried from the previous period), plus the allowed lateness.
     pub fn replay_lookback(&self) -> Duration {
         let set = &self.shared.set;
-        let mut longest = Duration::ZERO;
+        let mut windows = Duration::ZERO;
+        let mut suppression = Duration::ZERO;
         for (n, info) in self.shared.info.iter().enumerate() {
             let t = set.node_rule(n).timespan;
-            longest = longest.max(t * 2 + t / HOPS as u32);
+            windows = windows.max(t * 2 + t / HOPS as u32);
             if let Some(p) = &info.suppress {
-                longest = longest.max(p.period);
+                suppression = suppression.max(p.period * 2);
             }
         }
-        longest + self.shared.config.allowed_lateness
+        windows + suppression + self.shared.config.allowed_lateness
     }
 
     /// Swaps in a new rule set. State of correlations whose definition and
@@ -666,7 +668,7 @@ fn attach_plan(input: &mut Input, plan: &Arc<RebuildPlan>) {
 }
 
 /// Resolves a signal against the rule set.
-fn prepare(set: &CorrelationSet, signal: Signal) -> Result<Item, (Signal, String)> {
+fn prepare(set: &CorrelationSet, signal: Signal) -> Result<Item, Box<(Signal, String)>> {
     let Some(node) = set.node_of(&signal.correlation, signal.root.as_deref()) else {
         let reason = match &signal.root {
             Some(root) => format!(
@@ -678,7 +680,7 @@ fn prepare(set: &CorrelationSet, signal: Signal) -> Result<Item, (Signal, String
                 signal.correlation
             ),
         };
-        return Err((signal, reason));
+        return Err(Box::new((signal, reason)));
     };
     let n = &set.nodes()[node];
     let rule = set.node_rule(node);
@@ -689,7 +691,7 @@ fn prepare(set: &CorrelationSet, signal: Signal) -> Result<Item, (Signal, String
             rule.id,
             rule.group_by.len()
         );
-        return Err((signal, reason));
+        return Err(Box::new((signal, reason)));
     }
     let mut rules = 0u64;
     for r in &signal.rules {
@@ -702,7 +704,7 @@ fn prepare(set: &CorrelationSet, signal: Signal) -> Result<Item, (Signal, String
             "matched {:?}, none of which `{}` references",
             signal.rules, rule.id
         );
-        return Err((signal, reason));
+        return Err(Box::new((signal, reason)));
     }
     Ok(Item {
         ts: signal.timestamp.timestamp_micros(),

@@ -182,3 +182,100 @@ pub fn ids(alerts: &[Alert]) -> Vec<String> {
     v.sort();
     v
 }
+
+// A mixed workload shared by the time and rebuild tests.
+
+pub const MIXED_BASE: &[(&str, Option<&str>)] = &[
+    ("r1", Some("failed")),
+    ("r2", Some("success")),
+    ("r3", Some("download")),
+];
+
+/// Five rules of different types and firing modes over r1..r3.
+pub const MIXED: &str = "
+title: Brute force
+id: bf
+qalqan: {suppress: {first: 1, for: 2m}}
+correlation: {type: event_count, rules: [failed], group-by: [source.ip], timespan: 60s, condition: {gte: 8}}
+---
+title: Spraying
+id: spray
+correlation: {type: value_count, rules: [failed], group-by: [source.ip], timespan: 2m, condition: {field: user.name, gte: 4}}
+---
+title: Success after failures
+id: saf
+correlation: {type: temporal_ordered, rules: [failed, success], group-by: [source.ip], timespan: 30s}
+---
+title: Big average download
+id: avg
+correlation: {type: value_avg, rules: [download], group-by: [source.ip], timespan: 60s, condition: {field: bytes, gt: 5000}}
+---
+title: Quiet source
+id: quiet
+correlation: {type: event_count, rules: [success], group-by: [source.ip], timespan: 60s, condition: {lte: 2}}
+---
+title: Recon trio
+id: trio
+correlation: {type: temporal, rules: [failed, success, download], group-by: [source.ip], timespan: 45s, condition: {gte: 3}}
+";
+
+/// Builds one signal per (correlation, rule) that the MIXED set has for a
+/// base rule, the way stage 1 would.
+pub fn signals_for(rule: &str, ip: &str, user: &str, bytes: f64, secs: f64, n: u64) -> Vec<Signal> {
+    let corr: &[&str] = match rule {
+        "r1" => &["bf", "spray", "saf", "trio"],
+        "r2" => &["saf", "quiet", "trio"],
+        _ => &["avg", "trio"],
+    };
+    corr.iter()
+        .map(|c| {
+            let mut s = sig(c, rule, &[ip], secs).id(&format!("ev{n}"));
+            s.s.ordinal = n;
+            if *c == "spray" {
+                s = s.value(user);
+            }
+            if *c == "avg" {
+                s = s.number(bytes);
+            }
+            s.build()
+        })
+        .collect()
+}
+
+/// A seeded random workload: 30 addresses, 10 minutes, all three rules.
+pub fn workload(seed: u64, events: u64) -> Vec<Signal> {
+    workload_over(seed, events, 600)
+}
+
+/// Like [`workload`], over `span` seconds.
+pub fn workload_over(seed: u64, events: u64, span: u64) -> Vec<Signal> {
+    let mut rng = Rng(seed);
+    let mut out = Vec::new();
+    for n in 0..events {
+        let secs = rng.below(span * 1000) as f64 / 1000.0;
+        let ip = format!("10.0.0.{}", rng.below(30));
+        let user = format!("u{}", rng.below(6));
+        let rule = match rng.below(10) {
+            0..=5 => "r1",
+            6..=7 => "r2",
+            _ => "r3",
+        };
+        let bytes = (rng.below(12_000)) as f64;
+        out.extend(signals_for(rule, &ip, &user, bytes, secs, n));
+    }
+    out.sort_by_key(|s| (s.timestamp, s.ordinal));
+    out
+}
+
+/// Everything of an alert but its creation time.
+pub fn essence(a: &Alert) -> String {
+    let mut a = a.clone();
+    a.created = at(0.0);
+    a.to_json_string()
+}
+
+pub fn sorted(mut alerts: Vec<Alert>) -> Vec<String> {
+    let mut v: Vec<String> = alerts.drain(..).map(|a| essence(&a)).collect();
+    v.sort();
+    v
+}

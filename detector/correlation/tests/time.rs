@@ -1,0 +1,128 @@
+//! Event time: lateness, out-of-order input, idle inputs, and the
+//! determinism of alerts under reordering.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use qalqan_correlation::{EngineConfig, Output};
+
+#[test]
+fn same_alerts_in_any_order_within_lateness() {
+    let set = set(MIXED, MIXED_BASE);
+    let lateness = 5;
+    let cfg = cfg_lateness(lateness);
+    let ordered = workload(7, 3000);
+    let reference = alerts(&set, cfg.clone(), ordered.clone());
+    // The workload must exercise every rule, or the comparison proves little.
+    for id in ["bf", "spray", "saf", "avg", "quiet", "trio"] {
+        assert!(
+            reference.iter().any(|a| a.rule.id == id),
+            "rule {id} never fired in the reference run"
+        );
+    }
+    let reference = sorted(reference);
+    for seed in [1, 2, 3, 4, 5] {
+        let shuffled = disorder(ordered.clone(), lateness as i64 * 1_000_000, seed);
+        assert_ne!(shuffled, ordered, "the shuffle must reorder");
+        let mut e = engine(&set, cfg.clone());
+        let out = run(&mut e, shuffled);
+        assert!(out.late.is_empty(), "seed {seed}: {} late", out.late.len());
+        assert_eq!(sorted(out.alerts), reference, "seed {seed}");
+    }
+}
+
+#[test]
+fn disorder_beyond_lateness_is_reported_not_lost() {
+    let set = set(MIXED, MIXED_BASE);
+    let cfg = cfg_lateness(2);
+    let mut e = engine(&set, cfg);
+    let mut out = Output::default();
+    for t in [10.0, 11.0, 20.0] {
+        e.process(0, sig("bf", "r1", &["A"], t).build(), &mut out);
+    }
+    // Settled horizon is now 20 − 2 = 18 s; an event from 5 s is late.
+    let late = sig("bf", "r1", &["A"], 5.0).build();
+    e.process(0, late.clone(), &mut out);
+    assert_eq!(out.late.len(), 1);
+    assert_eq!(out.late[0].signal, late);
+    assert_eq!(out.late[0].horizon, at(18.0));
+    // Within lateness (19 s > 18 s) is fine.
+    e.process(0, sig("bf", "r1", &["A"], 19.0).build(), &mut out);
+    assert_eq!(out.late.len(), 1);
+    let m = e.metrics();
+    let bf = m.rules.iter().find(|r| r.rule_id == "bf").expect("bf");
+    assert_eq!(bf.counters.late_events, 1);
+    let input = &m.inputs[0];
+    assert_eq!((input.partition, input.agency.as_str()), (0, "mof"));
+    assert_eq!(input.watermark, Some(at(20.0)));
+    assert_eq!(input.settled, Some(at(18.0)));
+}
+
+#[test]
+fn each_agency_has_its_own_watermark() {
+    let set = set(MIXED, MIXED_BASE);
+    let mut e = engine(&set, cfg_lateness(1));
+    let mut out = Output::default();
+    e.process(0, sig("bf", "r1", &["A"], 3600.0).build(), &mut out);
+    // An agency whose collector was offline for an hour backfills: not late.
+    e.process(
+        0,
+        sig("bf", "r1", &["A"], 10.0).agency("moh").build(),
+        &mut out,
+    );
+    assert!(out.late.is_empty());
+    // The same partition and agency would have been.
+    e.process(0, sig("bf", "r1", &["A"], 10.0).build(), &mut out);
+    assert_eq!(out.late.len(), 1);
+}
+
+#[test]
+fn idle_inputs_advance_with_the_wall_clock() {
+    let set = set(MIXED, MIXED_BASE);
+    let cfg = EngineConfig {
+        allowed_lateness: Duration::from_secs(1),
+        idle_timeout: Duration::from_secs(2),
+        ..EngineConfig::default()
+    };
+    let mut e = engine(&set, cfg);
+    let mut out = Output::default();
+    let now = Instant::now();
+    // "quiet" (lte 2 per aligned minute) can only be judged when the
+    // minute is over.
+    e.process(0, sig("quiet", "r2", &["A"], 30.0).build(), &mut out);
+    e.tick(now, &mut out);
+    e.tick(now + Duration::from_secs(1), &mut out);
+    assert!(out.alerts.is_empty(), "not idle long enough");
+    e.tick(now + Duration::from_secs(20), &mut out);
+    assert!(
+        out.alerts.is_empty(),
+        "watermark at 50 s: the minute is not over"
+    );
+    e.tick(now + Duration::from_secs(32), &mut out);
+    assert_eq!(out.alerts.len(), 1, "watermark at 62 s closes [0, 60)");
+    assert_eq!(out.alerts[0].rule.id, "quiet");
+    // A signal behind the advanced horizon is late, and reported.
+    e.process(0, sig("quiet", "r2", &["A"], 40.0).build(), &mut out);
+    assert_eq!(out.late.len(), 1);
+}
+
+#[test]
+fn alerts_become_final_after_the_lateness() {
+    let set = set(MIXED, MIXED_BASE);
+    let mut e = engine(&set, cfg_lateness(3));
+    let mut out = Output::default();
+    for t in 1..=8 {
+        e.process(0, sig("bf", "r1", &["A"], f64::from(t)).build(), &mut out);
+    }
+    assert!(
+        out.alerts.is_empty(),
+        "the 8th event (8 s) waits for the watermark to reach 11 s"
+    );
+    e.process(0, sig("bf", "r1", &["B"], 10.9).build(), &mut out);
+    assert!(out.alerts.is_empty());
+    e.process(0, sig("bf", "r1", &["B"], 11.1).build(), &mut out);
+    assert_eq!(out.alerts.len(), 1);
+    assert_eq!(out.alerts[0].count, 8);
+}
