@@ -1,0 +1,62 @@
+# qalqan — everyday commands.
+#
+#   make demo        run the standalone pipeline (the README's first command)
+#   make test        the whole test suite against the real local stack (CI runs this)
+#   make lint        rustfmt --check, clippy -D warnings, shellcheck
+#   make stack-up / stack-down / stack-status   the local Kafka, ClickHouse, Prometheus
+#
+# `make test` installs missing build packages (as root), starts the stack
+# services that are not already running, runs every test step, and stops what
+# it started — also when a step fails — exiting with the failing status.
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+# rustup installs cargo here; CI's environment may not have it on PATH.
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+
+CARGO ?= cargo
+STACK := deploy/local/stack
+DEMO_ARGS ?=
+
+.PHONY: help demo test test-steps test-rust build-deps lint stack-up stack-down stack-status
+
+help:
+	@sed -n '3,6p' Makefile | sed 's/^# \{0,1\}//'
+
+## demo: the standalone pipeline (collector + detector in one process).
+## Placeholder until the detector lands; the target name is fixed.
+demo:
+	$(CARGO) run --release -p qalqan-detector --bin qalqan-detector -- standalone $(DEMO_ARGS)
+
+## test: everything CI checks. Add new steps to test-steps.
+test: build-deps
+	deploy/local/with-stack $(MAKE) --no-print-directory test-steps
+
+test-steps: test-rust
+
+## test-rust: build every binary first (tests run other packages' binaries
+## through qalqan_testkit::cargo_bin), then all unit and integration tests.
+test-rust:
+	$(CARGO) build --workspace --bins
+	$(CARGO) test --workspace --all-targets
+
+build-deps:
+	deploy/local/build-deps
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	@if command -v shellcheck >/dev/null; then \
+		shellcheck deploy/local/stack deploy/local/with-stack deploy/local/build-deps .ci/run; \
+	else echo "lint: shellcheck not installed (apt-get install shellcheck), shell scripts not checked"; fi
+
+stack-up:
+	$(STACK) up
+
+stack-down:
+	$(STACK) down
+
+stack-status:
+	$(STACK) status
