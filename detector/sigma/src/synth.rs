@@ -88,6 +88,9 @@ pub fn positive_event(
             &mut rng,
         );
         let ev = build(engine, idx, &plan, ts);
+        if std::env::var_os("QALQAN_SYNTH_DEBUG").is_some() {
+            eprintln!("candidate: {ev:?}");
+        }
         if engine.matches_rule(idx, &ev) {
             return Some(ev);
         }
@@ -153,9 +156,55 @@ fn expr(e: &Expr, searches: &[SearchExpr], plan: &mut Plan, rng: &mut Rng) {
             let i = rng.below(v.len());
             expr(&v[i], searches, plan, rng)
         }
-        // negative parts are left unsatisfied; verification catches collisions
-        Expr::Not(_) => {}
+        Expr::Not(x) => falsify_expr(x, searches, plan, rng),
         Expr::Search(i) => search(&searches[*i as usize], plan, rng),
+    }
+}
+
+/// Makes a negated part false where that needs a value: `field: null` and
+/// `exists` checks. Other negated matchers are left alone (a value they
+/// would match is unlikely; verification catches collisions).
+fn falsify_expr(e: &Expr, searches: &[SearchExpr], plan: &mut Plan, rng: &mut Rng) {
+    match e {
+        Expr::And(v) => {
+            let i = rng.below(v.len());
+            falsify_expr(&v[i], searches, plan, rng)
+        }
+        Expr::Or(v) => v.iter().for_each(|x| falsify_expr(x, searches, plan, rng)),
+        Expr::Not(x) => expr(x, searches, plan, rng),
+        Expr::Search(i) => falsify_search(&searches[*i as usize], plan, rng),
+    }
+}
+
+fn falsify_search(s: &SearchExpr, plan: &mut Plan, rng: &mut Rng) {
+    match s {
+        SearchExpr::And(v) => {
+            // prefer an item that needs a value to be false
+            let pick = v
+                .iter()
+                .position(|x| matches!(x, SearchExpr::Item(i) if i.values.iter().all(|v| v.alts.iter().all(|m| matches!(m, Matcher::Null | Matcher::Exists(_))))))
+                .unwrap_or_else(|| rng.below(v.len()));
+            falsify_search(&v[pick], plan, rng)
+        }
+        SearchExpr::Or(v) => v.iter().for_each(|x| falsify_search(x, plan, rng)),
+        SearchExpr::Item(i) => {
+            for v in &i.values {
+                for m in &v.alts {
+                    let p = plan.field(i.field);
+                    let empty = p.exact.is_none()
+                        && p.prefix.is_empty()
+                        && p.middle.is_empty()
+                        && p.suffix.is_empty();
+                    match m {
+                        Matcher::Null | Matcher::Exists(false) if empty => {
+                            p.middle.push("present".into())
+                        }
+                        Matcher::Exists(true) => p.absent = true,
+                        _ => {}
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -237,13 +286,16 @@ fn matcher(f: FieldId, m: &Matcher, plan: &mut Plan, rng: &mut Rng) {
             }
         }
         Matcher::Regex(r) => {
-            if let Ok(hir) = regex_syntax::ParserBuilder::new()
-                .build()
-                .parse(r.regex.as_str())
-            {
+            let src = r.regex.as_str();
+            if let Ok(hir) = regex_syntax::ParserBuilder::new().build().parse(src) {
                 let mut out = String::new();
                 gen_hir(&hir, &mut out, rng);
-                p.exact = Some(Value::Str(out));
+                // an unanchored search may sit among other pieces of the value
+                if src.starts_with('^') || src.starts_with("\\A") || src.ends_with('$') {
+                    p.exact = Some(Value::Str(out));
+                } else {
+                    p.middle.push(out);
+                }
             }
         }
         Matcher::Cidr(c) => {
@@ -294,7 +346,7 @@ fn gen_hir(h: &Hir, out: &mut String, rng: &mut Rng) {
         }
         HirKind::Repetition(r) => {
             let n = r.min.max(u32::from(r.min == 0 && rng.chance(50)));
-            for _ in 0..n.min(8) {
+            for _ in 0..n.min(1000) {
                 gen_hir(&r.sub, out, rng);
             }
         }
