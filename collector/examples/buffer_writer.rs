@@ -63,10 +63,16 @@ async fn main() {
         match buffer.append(&refs).await {
             Ok(last) => {
                 if last != next + batch - 1 {
-                    eprintln!("buffer_writer: expected last id {}, got {last}", next + batch - 1);
+                    eprintln!(
+                        "buffer_writer: expected last id {}, got {last}",
+                        next + batch - 1
+                    );
                     std::process::exit(1);
                 }
-                if writeln!(out, "acked {last}").and_then(|()| out.flush()).is_err() {
+                if writeln!(out, "acked {last}")
+                    .and_then(|()| out.flush())
+                    .is_err()
+                {
                     std::process::exit(1);
                 }
                 next = last + 1;

@@ -1,1 +1,3 @@
 //! qalqan collector: sources → parse/normalize → disk buffer → Kafka.
+
+pub mod buffer;
