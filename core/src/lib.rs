@@ -8,6 +8,7 @@
 //!   detector for raw lines that third parties put on Kafka.
 //! * [`config`] — TOML loading with errors that name the key and the fix.
 //! * [`kafka`] — Kafka client settings shared by every producer and consumer.
+//! * [`telemetry`] — logging set-up and the `/metrics` endpoint.
 //! * [`topics`] — topic names, and the agency taken from a topic name.
 
 pub mod alert;
@@ -15,6 +16,7 @@ pub mod config;
 pub mod event;
 pub mod kafka;
 pub mod parse;
+pub mod telemetry;
 pub mod topics;
 
 pub use alert::Alert;

@@ -4,3 +4,12 @@
 //! `qalqan-correlation`; this crate wires them to transports and sinks.
 
 pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod health;
+pub mod metrics;
+pub mod pipeline;
+pub mod sinks;
+pub mod standalone;
+pub mod store;
+pub mod tooling;

@@ -1,0 +1,241 @@
+//! The detector's TOML configuration (`deploy/detector/qalqan-detector.toml`
+//! is the commented example; every key is documented there).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use qalqan_core::config::{duration, Invalid, Validate};
+use qalqan_core::kafka::KafkaSettings;
+use serde::Deserialize;
+
+use crate::store::config::ClickHouseConfig;
+
+/// Which parts of the pipeline this instance runs. Every role is its own
+/// consumer group, so roles scale (and fail) independently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Stage 1: Sigma matching on `qalqan.events.*` and `qalqan.raw.*`.
+    Match,
+    /// Stage 2: correlation on `qalqan.signals`.
+    Correlate,
+    /// Every event and alert into ClickHouse.
+    Archive,
+}
+
+/// The whole config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectorConfig {
+    #[serde(default)]
+    pub detector: DetectorSection,
+    pub kafka: KafkaSettings,
+    #[serde(default)]
+    pub rules: RulesSection,
+    /// Stage 2 engine settings (lateness, state bounds, suppression).
+    #[serde(default)]
+    pub correlation: qalqan_correlation::EngineConfig,
+    /// Stage 1 settings for single-event alerts.
+    #[serde(default)]
+    pub detection: DetectionSection,
+    #[serde(default)]
+    pub health: HealthSection,
+    #[serde(default)]
+    pub clickhouse: Option<ClickHouseConfig>,
+    #[serde(default)]
+    pub metrics: MetricsSection,
+    #[serde(default)]
+    pub raw: RawSection,
+}
+
+/// `[detector]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectorSection {
+    pub roles: Vec<Role>,
+    /// Consumer groups are `<group_prefix>.match`, `.correlate`, `.archive`.
+    pub group_prefix: String,
+    /// Messages handled per batch before outputs are confirmed and offsets committed.
+    pub batch_size: usize,
+    /// Upper bound on waiting for a batch to fill.
+    #[serde(with = "duration")]
+    pub batch_wait: Duration,
+    /// Regex of the event topics to read (agency = the part after `qalqan.events.`).
+    pub events_pattern: String,
+    /// Regex of the raw-line topics of third-party producers.
+    pub raw_pattern: String,
+}
+
+impl Default for DetectorSection {
+    fn default() -> Self {
+        DetectorSection {
+            roles: vec![Role::Match, Role::Correlate, Role::Archive],
+            group_prefix: "qalqan-detector".into(),
+            batch_size: 2000,
+            batch_wait: Duration::from_millis(20),
+            events_pattern: qalqan_core::topics::EVENTS_PATTERN.into(),
+            raw_pattern: qalqan_core::topics::RAW_PATTERN.into(),
+        }
+    }
+}
+
+/// `[rules]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesSection {
+    /// Rule files and directories (searched recursively for `*.yml`/`*.yaml`).
+    pub paths: Vec<PathBuf>,
+    /// Processing pipelines applied at compile time, in order.
+    pub pipelines: Vec<PathBuf>,
+    /// Refuse to start (and refuse a reload) if any rule is rejected.
+    pub strict: bool,
+    /// Reload when a file under `paths` changes (SIGHUP always reloads).
+    pub watch: bool,
+    #[serde(with = "duration")]
+    pub watch_interval: Duration,
+}
+
+impl Default for RulesSection {
+    fn default() -> Self {
+        RulesSection {
+            paths: vec![PathBuf::from("rules")],
+            pipelines: Vec::new(),
+            strict: false,
+            watch: true,
+            watch_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// `[detection]`: single-event alerts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectionSection {
+    /// Default suppression per rule, agency and source address (else user,
+    /// else host): the first `first` alerts of each `for` period are sent,
+    /// the rest counted on the next one sent. A rule's `qalqan.suppress`
+    /// attribute overrides it (`qalqan: {suppress: off}` sends every alert).
+    pub suppress: Option<qalqan_correlation::SuppressPolicy>,
+}
+
+impl Default for DetectionSection {
+    fn default() -> Self {
+        DetectionSection {
+            suppress: Some(qalqan_correlation::SuppressPolicy {
+                first: 1,
+                period: Duration::from_secs(300),
+            }),
+        }
+    }
+}
+
+/// `[health]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthSection {
+    /// An agency with no collector heartbeat for this long raises an alert.
+    #[serde(with = "duration")]
+    pub silence_after: Duration,
+    /// How far a collector's sequence may run past a missing number before it counts as lost.
+    pub reorder_window: u64,
+}
+
+impl Default for HealthSection {
+    fn default() -> Self {
+        HealthSection {
+            silence_after: Duration::from_secs(300),
+            reorder_window: 100_000,
+        }
+    }
+}
+
+/// `[metrics]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    pub listen: SocketAddr,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        MetricsSection {
+            listen: SocketAddr::from(([127, 0, 0, 1], 19102)),
+        }
+    }
+}
+
+/// `[raw]`: how third-party raw lines are parsed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSection {
+    /// Lines longer than this are truncated and tagged.
+    #[serde(with = "qalqan_core::config::size")]
+    pub max_line_bytes: u64,
+}
+
+impl Default for RawSection {
+    fn default() -> Self {
+        RawSection {
+            max_line_bytes: qalqan_core::parse::DEFAULT_MAX_LINE_BYTES as u64,
+        }
+    }
+}
+
+impl Validate for DetectorConfig {
+    fn validate(&self) -> Result<(), Invalid> {
+        self.kafka.validate()?;
+        let d = &self.detector;
+        if d.roles.is_empty() {
+            return Err(Invalid::new("detector.roles", "is empty", "list at least one of match, correlate, archive"));
+        }
+        if d.batch_size == 0 || d.batch_size > 1_000_000 {
+            return Err(Invalid::new("detector.batch_size", format!("{} is out of range", d.batch_size), "use 1 to 1000000 (2000 is a good default)"));
+        }
+        for (key, pattern) in [("detector.events_pattern", &d.events_pattern), ("detector.raw_pattern", &d.raw_pattern)] {
+            if !pattern.starts_with('^') {
+                return Err(Invalid::new(key, "is not a regex subscription", "start it with ^ (e.g. ^qalqan\\.events\\..+)"));
+            }
+        }
+        if self.rules.paths.is_empty() {
+            return Err(Invalid::new("rules.paths", "is empty", "list the rule directories, e.g. [\"/etc/qalqan/rules\"]"));
+        }
+        if d.roles.contains(&Role::Archive) && self.clickhouse.is_none() {
+            return Err(Invalid::new("clickhouse", "the archive role needs a [clickhouse] table", "add [clickhouse] with url, or drop \"archive\" from detector.roles"));
+        }
+        if let Some(ch) = &self.clickhouse {
+            ch.validate()?;
+        }
+        self.correlation.validate().map_err(|mut i| {
+            i.key = format!("correlation.{}", i.key);
+            i
+        })?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn the_shipped_example_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/detector/qalqan-detector.toml");
+        let cfg: DetectorConfig = qalqan_core::config::load(&path).expect("example config loads");
+        assert!(cfg.detector.roles.contains(&Role::Match));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let p = Path::new("t.toml");
+        let e = qalqan_core::config::from_str::<DetectorConfig>("[kafka]\nbrokers = \"x:1\"\n[detector]\nroles = []\n", p).unwrap_err();
+        assert!(e.to_string().contains("detector.roles"), "{e}");
+        let e = qalqan_core::config::from_str::<DetectorConfig>("[kafka]\nbrokers = \"x:1\"\n", p).unwrap_err();
+        assert!(e.to_string().contains("key `clickhouse`"), "{e}");
+        let e = qalqan_core::config::from_str::<DetectorConfig>("[kafka]\nbrokers = \"x:1\"\nbogus = 1\n", p).unwrap_err();
+        assert!(e.to_string().contains("bogus"), "{e}");
+        let ok = qalqan_core::config::from_str::<DetectorConfig>("[kafka]\nbrokers = \"x:1\"\n[detector]\nroles = [\"match\"]\n", p);
+        assert!(ok.is_ok(), "{ok:?}");
+    }
+}

@@ -1,0 +1,425 @@
+//! Stage 1: Sigma matching on one event at a time.
+//!
+//! For each event (agency given by the transport, never read from the
+//! body) the matcher
+//! 1. accounts for collector health: heartbeats update the per-collector
+//!    view and are not matched against rules; `observer.sequence` feeds the
+//!    loss counter;
+//! 2. evaluates the Sigma rules routed to the event's logsource;
+//! 3. turns matches of rules that alert on their own into single-event
+//!    alerts (subject to suppression), and matches of rules referenced by
+//!    correlations into signals for stage 2.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use qalqan_core::alert::{Alert, Evidence};
+use qalqan_core::Event;
+use qalqan_correlation::set::MatchedEvent;
+use qalqan_correlation::{Signal, SuppressPolicy};
+use qalqan_sigma::engine::Scratch;
+
+use crate::health::{is_heartbeat, HeartbeatTracker, SequenceTracker};
+use crate::metrics::Metrics;
+use crate::pipeline::rules::LoadedRules;
+
+/// Raw lines kept as evidence in a single-event alert, at most.
+const MAX_EVIDENCE_BYTES: usize = 8 * 1024;
+/// Suppression keys kept before old periods are forgotten.
+const MAX_SUPPRESSION_KEYS: usize = 1_000_000;
+
+/// What one event produced.
+#[derive(Debug, Default)]
+pub struct MatchOutput {
+    pub alerts: Vec<Alert>,
+    pub signals: Vec<Signal>,
+}
+
+impl MatchOutput {
+    pub fn clear(&mut self) {
+        self.alerts.clear();
+        self.signals.clear();
+    }
+}
+
+/// Stage 1 worker. One per thread; the rule set is shared.
+pub struct Matcher {
+    rules: Arc<LoadedRules>,
+    scratch: Scratch,
+    suppressor: DetectionSuppressor,
+    pub heartbeats: HeartbeatTracker,
+    pub sequences: SequenceTracker,
+    metrics: Arc<Metrics>,
+}
+
+/// Settings of stage 1.
+#[derive(Debug, Clone)]
+pub struct MatcherSettings {
+    /// Default suppression of single-event alerts, per rule, agency and
+    /// primary entity (source address, else user, else host). A rule's own
+    /// `qalqan.suppress` attribute overrides it.
+    pub suppress: Option<SuppressPolicy>,
+    pub silence_after: std::time::Duration,
+    pub reorder_window: u64,
+}
+
+impl Default for MatcherSettings {
+    fn default() -> Self {
+        MatcherSettings {
+            suppress: Some(SuppressPolicy {
+                first: 1,
+                period: std::time::Duration::from_secs(300),
+            }),
+            silence_after: std::time::Duration::from_secs(300),
+            reorder_window: 100_000,
+        }
+    }
+}
+
+impl Matcher {
+    pub fn new(rules: Arc<LoadedRules>, settings: &MatcherSettings, metrics: Arc<Metrics>) -> Matcher {
+        Matcher {
+            suppressor: DetectionSuppressor::new(&rules, settings.suppress),
+            rules,
+            scratch: Scratch::new(),
+            heartbeats: HeartbeatTracker::new(settings.silence_after),
+            sequences: SequenceTracker::new(settings.reorder_window),
+            metrics,
+        }
+    }
+
+    /// Swaps in a new rule set (hot reload). Suppression state is kept for
+    /// rules whose id is unchanged.
+    pub fn replace_rules(&mut self, rules: Arc<LoadedRules>, settings: &MatcherSettings) {
+        self.suppressor.reconfigure(&rules, settings.suppress);
+        self.rules = rules;
+    }
+
+    pub fn rules(&self) -> &Arc<LoadedRules> {
+        &self.rules
+    }
+
+    /// Processes one event of `agency`. `event_id` identifies the event
+    /// (its `event.id`, or one derived from its position); `ordinal` is its
+    /// position in its source, used to order simultaneous events.
+    pub fn process(&mut self, agency: &str, event: &Event, event_id: &str, ordinal: u64, out: &mut MatchOutput) {
+        self.metrics.events_in.with_label_values(&[agency]).inc();
+        if is_heartbeat(event) {
+            self.observe_heartbeat(agency, event);
+            return;
+        }
+        if let (Some(collector), Some(seq)) = (
+            event.get_str("observer.name"),
+            event.fields.get("observer.sequence").and_then(|v| v.as_i64()),
+        ) {
+            let obs = self.sequences.observe(collector, seq.max(0) as u64);
+            if obs.new_gaps > 0 {
+                self.metrics.sequence_gaps.with_label_values(&[agency, collector]).inc_by(obs.new_gaps);
+            }
+            if obs.duplicate {
+                self.metrics.sequence_duplicates.with_label_values(&[agency, collector]).inc();
+            }
+        }
+        let rules = Arc::clone(&self.rules);
+        let matches = rules.sigma.evaluate_with(event, &mut self.scratch);
+        if matches.is_empty() {
+            return;
+        }
+        let mut correlated: Vec<&str> = Vec::new();
+        for &idx in matches.iter() {
+            let entry = rules.sigma.rule(idx);
+            let id = entry.meta.id.as_deref().unwrap_or(entry.meta.title.as_str());
+            self.metrics.count_match(id);
+            if rules.correlations.is_referenced(id) {
+                correlated.push(id);
+            }
+            if !rules.correlations.emits_own_alerts(id) {
+                continue;
+            }
+            let info = entry.rule_info();
+            let entity = primary_entity(event);
+            let suppressed = match self.suppressor.decide(idx_key(idx), agency, entity, event.timestamp) {
+                Some(carry) => carry,
+                None => {
+                    self.metrics.alerts_suppressed.with_label_values(&[info.level.as_str()]).inc();
+                    continue;
+                }
+            };
+            let mut alert = Alert::new(info, agency, event.timestamp, event.timestamp);
+            alert.group.insert("event.id".into(), event_id.to_owned());
+            alert.refresh_id();
+            alert.entities.absorb(event);
+            alert.suppressed = suppressed;
+            alert.evidence.push(Evidence {
+                event_id: event_id.to_owned(),
+                timestamp: event.timestamp,
+                original: clip(&event.original, MAX_EVIDENCE_BYTES),
+            });
+            self.record_alert(&alert, event.ingested);
+            out.alerts.push(alert);
+        }
+        if !correlated.is_empty() {
+            let before = out.signals.len();
+            rules.correlations.signals(
+                MatchedEvent {
+                    event,
+                    agency,
+                    event_id,
+                    ordinal,
+                },
+                &correlated,
+                &mut out.signals,
+            );
+            self.metrics.signals_out.inc_by((out.signals.len() - before) as u64);
+        }
+    }
+
+    fn record_alert(&self, alert: &Alert, ingested: DateTime<Utc>) {
+        self.metrics.alerts.with_label_values(&[alert.rule.level.as_str(), alert.agency.as_str()]).inc();
+        let latency = (Utc::now() - ingested).num_microseconds().unwrap_or(0).max(0) as f64 / 1e6;
+        self.metrics.detection_latency.observe(latency);
+    }
+
+    fn observe_heartbeat(&mut self, agency: &str, event: &Event) {
+        let now = Utc::now();
+        let Some(h) = self.heartbeats.observe(agency, event, now).cloned() else {
+            return;
+        };
+        let labels = [h.agency.as_str(), h.collector.as_str()];
+        self.metrics.collector_last_seen.with_label_values(&labels).set(now.timestamp() as f64);
+        for (stat, value) in &h.counters {
+            self.metrics.collector_stat.with_label_values(&[h.agency.as_str(), h.collector.as_str(), stat.as_str()]).set(*value);
+        }
+        self.metrics.agency_silent.with_label_values(&[agency]).set(0);
+        if h.last_sequence > 0 {
+            let gaps = self.sequences.settle(&h.collector, h.last_sequence);
+            if gaps > 0 {
+                self.metrics.sequence_gaps.with_label_values(&labels).inc_by(gaps);
+            }
+        }
+    }
+
+    /// Alerts for agencies whose collectors fell silent (call periodically).
+    pub fn check_silence(&mut self, now: DateTime<Utc>) -> Vec<Alert> {
+        let alerts = self.heartbeats.check(now);
+        for a in &alerts {
+            self.metrics.agency_silent.with_label_values(&[a.agency.as_str()]).set(1);
+            self.metrics.alerts.with_label_values(&[a.rule.level.as_str(), a.agency.as_str()]).inc();
+        }
+        alerts
+    }
+}
+
+fn idx_key(idx: qalqan_sigma::RuleIdx) -> usize {
+    idx as usize
+}
+
+/// The entity single-event suppression is keyed by.
+fn primary_entity(event: &Event) -> &str {
+    event
+        .get_str("source.ip")
+        .or_else(|| event.get_str("user.name"))
+        .or_else(|| event.get_str("host.name"))
+        .unwrap_or("")
+}
+
+/// Cuts `s` to at most `max` bytes on a character boundary.
+fn clip(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+/// "First N per period, then silence", for single-event alerts, with the
+/// same event-time-aligned periods as correlation suppression (see
+/// `qalqan_correlation::suppress`), so replays suppress identically.
+struct DetectionSuppressor {
+    /// Per rule index: its policy (rule attribute, else the default).
+    policies: Vec<Option<SuppressPolicy>>,
+    /// By rule id rather than index, so state survives a reload.
+    ids: Vec<String>,
+    state: HashMap<(String, String, String), PeriodState>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PeriodState {
+    period: i64,
+    sent: u32,
+    silenced: u64,
+    carry: u64,
+}
+
+impl DetectionSuppressor {
+    fn new(rules: &LoadedRules, default: Option<SuppressPolicy>) -> Self {
+        let mut s = DetectionSuppressor {
+            policies: Vec::new(),
+            ids: Vec::new(),
+            state: HashMap::new(),
+        };
+        s.reconfigure(rules, default);
+        s
+    }
+
+    fn reconfigure(&mut self, rules: &LoadedRules, default: Option<SuppressPolicy>) {
+        self.policies.clear();
+        self.ids.clear();
+        for entry in rules.sigma.rules() {
+            self.ids.push(entry.meta.id.clone().unwrap_or_else(|| entry.meta.title.clone()));
+            self.policies.push(rule_policy(&entry.meta.custom).unwrap_or(default));
+        }
+    }
+
+    /// `Some(carried count)` to send, `None` to suppress.
+    fn decide(&mut self, rule: usize, agency: &str, entity: &str, at: DateTime<Utc>) -> Option<u64> {
+        let Some(Some(policy)) = self.policies.get(rule).copied() else {
+            return Some(0);
+        };
+        let len = i64::try_from(policy.period.as_micros()).unwrap_or(i64::MAX).max(1);
+        let period = at.timestamp_micros().div_euclid(len);
+        if self.state.len() >= MAX_SUPPRESSION_KEYS {
+            // Bounded state: forget keys whose periods cannot matter any more.
+            self.state.retain(|_, s| s.period + 1 >= period);
+            if self.state.len() >= MAX_SUPPRESSION_KEYS {
+                self.state.clear();
+            }
+        }
+        let key = (self.ids[rule].clone(), agency.to_owned(), entity.to_owned());
+        let s = self.state.entry(key).or_insert(PeriodState {
+            period,
+            sent: 0,
+            silenced: 0,
+            carry: 0,
+        });
+        if s.period != period {
+            s.carry = if period == s.period + 1 { s.silenced } else { 0 };
+            s.period = period;
+            s.sent = 0;
+            s.silenced = 0;
+        }
+        if s.sent < policy.first {
+            s.sent += 1;
+            Some(std::mem::take(&mut s.carry))
+        } else {
+            s.silenced += 1;
+            None
+        }
+    }
+}
+
+/// A rule's own `qalqan: {suppress: ...}` setting: `Some(None)` for `off`,
+/// `Some(Some(policy))` for a policy, `None` when the rule says nothing.
+fn rule_policy(custom: &serde_yaml::Mapping) -> Option<Option<SuppressPolicy>> {
+    let q = custom.get("qalqan")?;
+    let s = q.get("suppress")?;
+    match s {
+        serde_yaml::Value::Bool(false) => Some(None),
+        serde_yaml::Value::String(t) if t == "off" => Some(None),
+        other => serde_yaml::from_value::<SuppressPolicy>(other.clone()).ok().map(Some),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::rules::RuleSources;
+    use qalqan_core::parse::Parser;
+
+    const RULE: &str = r#"
+title: Scanner user agent
+id: 0d2c1b7e-0000-4000-8000-000000000001
+author: test
+level: medium
+tags: [attack.reconnaissance, attack.t1595.002]
+logsource: {category: webserver}
+detection:
+  sel:
+    user_agent.original|contains: nikto
+  condition: sel
+"#;
+
+    fn rules(extra: &str) -> Arc<LoadedRules> {
+        let dir = std::env::temp_dir().join(format!("qalqan-matcher-{}-{}", std::process::id(), extra.len()));
+        let _ = std::fs::create_dir_all(&dir);
+        std::fs::write(dir.join("r.yml"), format!("{RULE}{extra}")).expect("write rule");
+        let loaded = LoadedRules::load(&RuleSources { paths: vec![dir.clone()], pipelines: vec![] }).expect("loads");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
+        Arc::new(loaded)
+    }
+
+    fn web(ip: &str, ua: &str, secs: i64) -> Event {
+        let line = format!("{ip} - - [27/Nov/2026:05:00:{secs:02} +0000] \"GET / HTTP/1.1\" 404 10 \"-\" \"{ua}\"");
+        Parser::default().parse(line.as_bytes(), Utc::now()).event
+    }
+
+    #[test]
+    fn single_event_alerts_are_suppressed_per_entity_and_carry_the_count() {
+        let mut m = Matcher::new(rules(""), &MatcherSettings::default(), Arc::new(Metrics::new()));
+        let mut out = MatchOutput::default();
+        for i in 0..5 {
+            m.process("mof", &web("203.0.113.5", "Nikto/2.5", i), &format!("e{i}"), i as u64, &mut out);
+        }
+        m.process("mof", &web("203.0.113.6", "Nikto/2.5", 9), "e9", 9, &mut out);
+        m.process("mof", &web("203.0.113.6", "Mozilla/5.0", 9), "e10", 10, &mut out);
+        assert_eq!(out.alerts.len(), 2, "one per source address within the period");
+        let a = &out.alerts[0];
+        assert_eq!(a.agency, "mof");
+        assert_eq!(a.rule.author, "test");
+        assert_eq!(a.entities.source_ips, vec!["203.0.113.5".to_string()]);
+        assert_eq!(a.evidence.len(), 1);
+        assert!(out.signals.is_empty());
+    }
+
+    #[test]
+    fn alert_ids_are_deterministic_and_agency_scoped() {
+        let settings = MatcherSettings { suppress: None, ..MatcherSettings::default() };
+        let ev = web("203.0.113.5", "Nikto", 1);
+        let mut ids = Vec::new();
+        for agency in ["mof", "mof", "moh"] {
+            let mut m = Matcher::new(rules(""), &settings, Arc::new(Metrics::new()));
+            let mut out = MatchOutput::default();
+            m.process(agency, &ev, "e1", 1, &mut out);
+            ids.push(out.alerts[0].id.clone());
+        }
+        assert_eq!(ids[0], ids[1]);
+        assert_ne!(ids[0], ids[2]);
+    }
+
+    #[test]
+    fn rule_attribute_overrides_default_suppression() {
+        let extra = "qalqan:\n  suppress: off\n";
+        let mut m = Matcher::new(rules(extra), &MatcherSettings::default(), Arc::new(Metrics::new()));
+        let mut out = MatchOutput::default();
+        for i in 0..3 {
+            m.process("mof", &web("203.0.113.5", "Nikto", i), &format!("e{i}"), i as u64, &mut out);
+        }
+        assert_eq!(out.alerts.len(), 3);
+    }
+
+    #[test]
+    fn heartbeats_are_not_matched_and_gaps_are_counted() {
+        let metrics = Arc::new(Metrics::new());
+        let mut m = Matcher::new(rules(""), &MatcherSettings { reorder_window: 2, ..Default::default() }, Arc::clone(&metrics));
+        let mut out = MatchOutput::default();
+        for seq in [1i64, 2, 3, 6, 7, 8, 9] {
+            let mut e = web("203.0.113.5", "Mozilla", 1);
+            e.fields.insert("observer.name", "c1");
+            e.fields.insert("observer.sequence", qalqan_core::Value::Int(seq));
+            m.process("mof", &e, "x", seq as u64, &mut out);
+        }
+        assert_eq!(metrics.sequence_gaps.with_label_values(&["mof", "c1"]).get(), 2);
+        let mut hb = Event::new(String::new(), Utc::now());
+        hb.fields.insert("event.dataset", crate::health::heartbeat::HEARTBEAT_DATASET);
+        hb.fields.insert("observer.name", "c1");
+        hb.fields.insert("user_agent.original", "nikto");
+        m.process("mof", &hb, "hb", 0, &mut out);
+        assert!(out.alerts.is_empty());
+        assert!(metrics.collector_last_seen.with_label_values(&["mof", "c1"]).get() > 0.0);
+    }
+}
