@@ -18,7 +18,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 
 CARGO ?= cargo
 STACK := deploy/local/stack
-DEMO_ARGS ?=
+DEMO_ARGS ?= --demo
 
 .PHONY: help demo test test-steps test-rust build-deps lint stack-up stack-down stack-status
 
@@ -26,7 +26,7 @@ help:
 	@sed -n '3,6p' Makefile | sed 's/^# \{0,1\}//'
 
 ## demo: the standalone pipeline (collector + detector in one process).
-## Placeholder until the detector lands; the target name is fixed.
+## Runs `qalqan-detector standalone --demo`; override with DEMO_ARGS="--input FILE".
 demo:
 	$(CARGO) run --release -p qalqan-detector --bin qalqan-detector -- standalone $(DEMO_ARGS)
 

@@ -41,11 +41,14 @@ impl ConsoleRenderer {
             "low" => "1;36",
             _ => "2",
         };
+        // When the alert became true: its last evidence (a correlation
+        // window may extend past it), else the window end.
+        let at = a.evidence.iter().map(|e| e.timestamp).max().unwrap_or(a.window_end).min(a.window_end);
         let mut out = String::with_capacity(256);
         let _ = write!(
             out,
             "{} {} {}  agency={}",
-            a.window_end.format("%H:%M:%S"),
+            at.format("%H:%M:%S"),
             self.paint(color, &format!("{level:<8}")),
             self.paint("1", &a.rule.title),
             a.agency
