@@ -200,6 +200,23 @@ impl Fields {
         Fields(Vec::with_capacity(16))
     }
 
+    /// An empty map with room for `n` fields, for builders that know how
+    /// many they write (a parsed firewall line has ~30; growing a vector of
+    /// 16 on the hot path costs a realloc and a copy).
+    pub fn with_capacity(n: usize) -> Self {
+        Fields(Vec::with_capacity(n))
+    }
+
+    /// Appends `name` without looking for an existing value — for builders
+    /// that know the name is not set yet (a parser writing its fixed names
+    /// into a fresh event), where [`insert`](Self::insert)'s scan would be
+    /// pure overhead. Debug builds assert that the name is absent.
+    pub fn push_new(&mut self, name: impl Into<FieldName>, value: impl Into<Value>) {
+        let name = name.into();
+        debug_assert!(!self.contains(&name), "push_new: {name} is already set");
+        self.0.push((name, value.into()));
+    }
+
     pub fn get(&self, name: &str) -> Option<&Value> {
         self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v)
     }

@@ -195,7 +195,8 @@ fn contains_ignore_case(hay: &str, needle: &str) -> bool {
 }
 
 /// Sets `event.action` and `event.type` from a firewall verdict (see
-/// [`firewall_action`]), with `event.category: network`.
+/// [`firewall_action`]), with `event.category: network`. For an event that
+/// has none of these fields yet (they are appended).
 pub(crate) fn firewall_verdict(ev: &mut Event, raw: &str) {
     let (action, denied) = firewall_action(raw);
     let types = match denied {
@@ -204,10 +205,10 @@ pub(crate) fn firewall_verdict(ev: &mut Event, raw: &str) {
         None => vec![Value::from("connection")],
     };
     ev.fields
-        .insert("event.category", Value::List(vec![Value::from("network")]));
-    ev.fields.insert("event.type", Value::List(types));
+        .push_new("event.category", Value::List(vec![Value::from("network")]));
+    ev.fields.push_new("event.type", Value::List(types));
     if !action.is_empty() {
-        ev.fields.insert("event.action", action);
+        ev.fields.push_new("event.action", action);
     }
 }
 

@@ -105,7 +105,7 @@
 
 use chrono::{DateTime, FixedOffset, Offset, Utc};
 
-use crate::event::{tags, Event, LogSource};
+use crate::event::{tags, Event, Fields, LogSource};
 
 mod accounts;
 mod cef;
@@ -237,6 +237,38 @@ pub const PARSER_NAMES: &[&str] = &[
 /// hostile 64 KiB line of `a=1 b=2 …` from costing quadratic time.
 pub const MAX_FIELDS: usize = 1024;
 
+/// Field capacity reserved for an event: enough for a BSD-syslog sshd or a
+/// web access event (~16–18 fields). 18 entries stay below glibc's 1 KiB
+/// "large request" threshold, whose allocations are several times dearer.
+const BASE_FIELDS: usize = 18;
+
+/// Field capacity for a syslog event: the base, plus what the header adds,
+/// plus room for a packet log, so the vector is sized once.
+fn field_capacity(env: &syslog::Envelope<'_>) -> usize {
+    let mut n = BASE_FIELDS + env.structured.len();
+    if env.pri.is_some() {
+        n += 6;
+    }
+    if env.format == syslog::Format::Rfc5424 {
+        n += 4;
+    }
+    if env.app == Some("kernel") {
+        n += 10;
+    }
+    n
+}
+
+/// An empty event received at `received` with room for `fields` fields.
+fn new_event(received: DateTime<Utc>, fields: usize) -> Event {
+    Event {
+        timestamp: received,
+        ingested: received,
+        original: String::new(),
+        logsource: LogSource::default(),
+        fields: Fields::with_capacity(fields),
+    }
+}
+
 /// How far a parser got with a line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Claim {
@@ -291,11 +323,10 @@ impl Parser {
     pub fn parse(&self, raw: &[u8], received: DateTime<Utc>) -> Parsed {
         let raw = strip_line_terminator(raw);
         let (text, truncated, lossy) = decode_line(raw, self.options.max_line_bytes);
-        let mut event = Event::new(text, received);
-        // Parse from the original while filling the event's fields.
-        let original = std::mem::take(&mut event.original);
-        let route = self.route(&original, &mut event, received);
-        event.original = original;
+        // Parse from the text while filling the event's fields; the text
+        // becomes event.original afterwards.
+        let (mut event, route) = self.route(&text, received);
+        event.original = text;
 
         if truncated {
             event.add_tag(tags::TRUNCATED);
@@ -307,45 +338,48 @@ impl Parser {
         Parsed { event, parser }
     }
 
-    fn route(&self, line: &str, ev: &mut Event, received: DateTime<Utc>) -> Route {
+    /// Runs the parsers over `line`; returns the event (without its
+    /// original, which the caller moves in) and which parsers ran.
+    fn route(&self, line: &str, received: DateTime<Utc>) -> (Event, Route) {
         let mut route = Route::default();
-        let Some(&first) = line.as_bytes().first() else {
-            return route;
-        };
+        let first = line.as_bytes().first().copied().unwrap_or(b' ');
         if first == b'<' || first.is_ascii_alphabetic() || first.is_ascii_digit() {
             if let Some(env) = syslog::parse(line, &self.options, received) {
-                syslog::apply(&env, ev);
+                let mut ev = new_event(received, field_capacity(&env));
+                syslog::apply(&env, &mut ev);
                 route.envelope = Some(env.format.name());
                 route.partial = env.partial || env.timestamp == syslog::Stamp::Invalid;
-                self.program_message(env.app, env.msg, ev, &mut route);
-                return route;
+                self.program_message(env.app, env.msg, &mut ev, &mut route);
+                return (ev, route);
             }
         }
+        let mut ev = new_event(received, BASE_FIELDS);
         if first == b'{' {
-            match json::parse(line, ev, &self.options) {
+            match json::parse(line, &mut ev, &self.options) {
                 Some(json::JsonLine::Generic(claim)) => {
                     route.claim("json", claim);
-                    return route;
+                    return (ev, route);
                 }
                 Some(json::JsonLine::Journal { message, program }) => {
                     route.envelope = Some("journald");
-                    self.program_message(program.as_deref(), &message, ev, &mut route);
-                    return route;
+                    self.program_message(program.as_deref(), &message, &mut ev, &mut route);
+                    return (ev, route);
                 }
                 None => {}
             }
         }
-        self.content(line, ev, &mut route, false);
-        route
+        self.content(line, &mut ev, &mut route, false);
+        (ev, route)
     }
 
     /// A syslog/journald message: program parser by name, else content.
     fn program_message(&self, program: Option<&str>, msg: &str, ev: &mut Event, route: &mut Route) {
-        ev.fields.insert("message", msg);
+        // The envelope never sets these two, so they can be appended.
+        ev.fields.push_new("message", msg);
         let msg = match unwrap_repeated(msg) {
             Some((count, inner)) => {
                 ev.fields
-                    .insert("log.syslog.repeat_count", crate::event::Value::from(count));
+                    .push_new("log.syslog.repeat_count", crate::event::Value::from(count));
                 inner
             }
             None => msg,
@@ -449,13 +483,26 @@ fn finish(ev: &mut Event, route: &Route) -> &'static str {
         let m = ev.original.clone();
         ev.fields.insert("message", m);
     }
-    ev.fields.insert_if_absent("event.kind", "event");
-    ev.fields.insert_if_absent("event.module", parser);
-    if !ev.fields.contains("event.dataset") {
-        match (route.envelope, route.parser) {
-            (Some(env), Some(p)) => ev.fields.insert("event.dataset", format!("{env}.{p}")),
-            _ => ev.fields.insert("event.dataset", parser),
+    let dataset = match (route.envelope, route.parser) {
+        (Some(env), Some(p)) => {
+            let mut d = String::with_capacity(env.len() + 1 + p.len());
+            d.push_str(env);
+            d.push('.');
+            d.push_str(p);
+            d
         }
+        _ => parser.to_owned(),
+    };
+    if route.parser == Some("json") {
+        // A JSON line may bring its own ECS event.kind/module/dataset.
+        ev.fields.insert_if_absent("event.kind", "event");
+        ev.fields.insert_if_absent("event.module", parser);
+        ev.fields.insert_if_absent("event.dataset", dataset);
+    } else {
+        // No other parser writes these names.
+        ev.fields.push_new("event.kind", "event");
+        ev.fields.push_new("event.module", parser);
+        ev.fields.push_new("event.dataset", dataset);
     }
     if route.partial {
         ev.add_tag(tags::PARTIAL);

@@ -29,8 +29,8 @@
 
 use crate::event::{Event, Value};
 
-use super::ecs::{firewall_verdict, set_ip, set_port, transport, Side};
-use super::text::{ecs_mac, find, is_ipv6, parse_uint, split_byte, words};
+use super::ecs::{firewall_verdict, transport};
+use super::text::{canonical_ip, ecs_mac, find, is_ipv6, parse_port, parse_uint};
 use super::Claim;
 
 /// Cheap test: does the message carry a packet log (`IN=` … `OUT=` … `SRC=`)?
@@ -59,8 +59,9 @@ pub(crate) fn parse(msg: &str, ev: &mut Event) -> Claim {
     let prefix = strip_uptime(&msg[..start]).trim();
     let prefix = prefix.trim_end_matches(':').trim();
     let rule = prefix.trim_start_matches('[').trim_end_matches(']').trim();
+    // Nothing before this parser sets rule.name or the categorization.
     if !rule.is_empty() {
-        ev.fields.insert("rule.name", rule);
+        ev.fields.push_new("rule.name", rule);
     }
     firewall_verdict(ev, rule);
 
@@ -68,11 +69,33 @@ pub(crate) fn parse(msg: &str, ev: &mut Event) -> Claim {
     let mut has_out = false;
     let mut src_ok = false;
     let mut flags: Vec<Value> = Vec::new();
-    for tok in words(&msg[start..]) {
+    // Output names already written: a key repeated in the line (or TTL and
+    // HOPLIMIT both present) keeps its first value, and every other name can
+    // be appended without a lookup.
+    let mut seen: u32 = 0;
+    let mut first = |slot: u32| {
+        let bit = 1u32 << slot;
+        let fresh = seen & bit == 0;
+        seen |= bit;
+        fresh
+    };
+    let b = msg.as_bytes();
+    let mut i = start;
+    while i < b.len() {
+        // One token: up to the next space; its key ends at the first '='
+        // (keys are short, so that scan is too).
+        // Tokens are a few bytes: a plain scan beats a SIMD call here.
+        let j = b[i..]
+            .iter()
+            .position(|&c| c == b' ')
+            .map_or(b.len(), |k| i + k);
+        let tok = &msg[i..j];
+        let eq = tok.bytes().position(|c| c == b'=');
+        i = j + 1;
         if tok.starts_with('[') {
             break;
         }
-        let Some((k, v)) = split_byte(tok, b'=') else {
+        let Some(eq) = eq else {
             if matches!(
                 tok,
                 "SYN" | "ACK" | "FIN" | "RST" | "PSH" | "URG" | "CWR" | "ECE"
@@ -81,58 +104,58 @@ pub(crate) fn parse(msg: &str, ev: &mut Event) -> Claim {
             }
             continue;
         };
+        let (k, v) = (&tok[..eq], &tok[eq + 1..]);
         if v.is_empty() {
             continue;
         }
         match k {
-            "IN" => {
+            "IN" if first(0) => {
                 has_in = true;
-                ev.fields.insert("observer.ingress.interface.name", v);
+                ev.fields.push_new("observer.ingress.interface.name", v);
             }
-            "OUT" => {
+            "OUT" if first(1) => {
                 has_out = true;
-                ev.fields.insert("observer.egress.interface.name", v);
+                ev.fields.push_new("observer.egress.interface.name", v);
             }
-            "MAC" => macs(v, ev),
-            "SRC" => {
-                src_ok = set_ip(ev, Side::Source, v);
-                if src_ok {
+            "MAC" if first(2) => macs(v, ev),
+            "SRC" if first(3) => {
+                if let Some(ip) = canonical_ip(v) {
+                    src_ok = true;
+                    ev.fields.push_new("source.ip", ip.into_owned());
                     let ty = if is_ipv6(v) { "ipv6" } else { "ipv4" };
-                    ev.fields.insert("network.type", ty);
+                    ev.fields.push_new("network.type", ty);
                 }
             }
-            "DST" => {
-                set_ip(ev, Side::Destination, v);
+            "DST" if first(4) => {
+                if let Some(ip) = canonical_ip(v) {
+                    ev.fields.push_new("destination.ip", ip.into_owned());
+                }
             }
-            "SPT" => {
-                set_port(ev, Side::Source, v);
-            }
-            "DPT" => {
-                set_port(ev, Side::Destination, v);
-            }
-            "PROTO" => {
+            "SPT" if first(5) => port(ev, "source.port", v),
+            "DPT" if first(6) => port(ev, "destination.port", v),
+            "PROTO" if first(7) => {
                 if let Some(t) = transport(v) {
-                    ev.fields.insert("network.transport", t);
+                    ev.fields.push_new("network.transport", t);
                 }
             }
-            "LEN" => int(ev, "iptables.length", v),
-            "TTL" | "HOPLIMIT" => int(ev, "iptables.ttl", v),
-            "ID" => int(ev, "iptables.id", v),
-            "WINDOW" => int(ev, "iptables.tcp.window", v),
-            "TYPE" => int(ev, "iptables.icmp.type", v),
-            "CODE" => int(ev, "iptables.icmp.code", v),
-            "UID" => ev.fields.insert("user.id", v),
-            "GID" => ev.fields.insert("group.id", v),
+            "LEN" if first(8) => int(ev, "iptables.length", v),
+            "TTL" | "HOPLIMIT" if first(9) => int(ev, "iptables.ttl", v),
+            "ID" if first(10) => int(ev, "iptables.id", v),
+            "WINDOW" if first(11) => int(ev, "iptables.tcp.window", v),
+            "TYPE" if first(12) => int(ev, "iptables.icmp.type", v),
+            "CODE" if first(13) => int(ev, "iptables.icmp.code", v),
+            "UID" if first(14) => ev.fields.push_new("user.id", v),
+            "GID" if first(15) => ev.fields.push_new("group.id", v),
             _ => {}
         }
     }
     match (has_in, has_out) {
-        (true, false) => ev.fields.insert("network.direction", "ingress"),
-        (false, true) => ev.fields.insert("network.direction", "egress"),
+        (true, false) => ev.fields.push_new("network.direction", "ingress"),
+        (false, true) => ev.fields.push_new("network.direction", "egress"),
         _ => {}
     }
     if !flags.is_empty() {
-        ev.fields.insert("iptables.tcp.flags", Value::List(flags));
+        ev.fields.push_new("iptables.tcp.flags", Value::List(flags));
     }
     if src_ok {
         Claim::Full
@@ -165,15 +188,21 @@ fn macs(v: &str, ev: &mut Event) {
             v.get(0..17).and_then(ecs_mac),
             v.get(18..35).and_then(ecs_mac),
         ) {
-            ev.fields.insert("destination.mac", dst);
-            ev.fields.insert("source.mac", src);
+            ev.fields.push_new("destination.mac", dst);
+            ev.fields.push_new("source.mac", src);
         }
+    }
+}
+
+fn port(ev: &mut Event, name: &'static str, v: &str) {
+    if let Some(p) = parse_port(v) {
+        ev.fields.push_new(name, Value::Int(i64::from(p)));
     }
 }
 
 fn int(ev: &mut Event, name: &'static str, v: &str) {
     if let Some(n) = parse_uint(v) {
-        ev.fields.insert(name, Value::Int(n));
+        ev.fields.push_new(name, Value::Int(n));
     }
 }
 

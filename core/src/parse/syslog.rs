@@ -437,48 +437,50 @@ pub(crate) fn severity_name(code: u8) -> &'static str {
     NAMES.get(usize::from(code)).copied().unwrap_or("unknown")
 }
 
-/// Writes the header's fields onto the event (not the message: the content
-/// parser decides that).
+/// Writes the header's fields onto a fresh event (not the message: the
+/// content parser decides that). Each name is written once, so they are
+/// appended without a lookup; structured data names come from the input and
+/// are inserted.
 pub(crate) fn apply(env: &Envelope<'_>, ev: &mut Event) {
     if let Some(pri) = env.pri {
         let (facility, severity) = (pri >> 3, pri & 7);
         ev.fields
-            .insert("log.syslog.priority", Value::Int(i64::from(pri)));
+            .push_new("log.syslog.priority", Value::Int(i64::from(pri)));
         ev.fields
-            .insert("log.syslog.facility.code", Value::Int(i64::from(facility)));
+            .push_new("log.syslog.facility.code", Value::Int(i64::from(facility)));
         ev.fields
-            .insert("log.syslog.facility.name", facility_name(facility));
+            .push_new("log.syslog.facility.name", facility_name(facility));
         ev.fields
-            .insert("log.syslog.severity.code", Value::Int(i64::from(severity)));
+            .push_new("log.syslog.severity.code", Value::Int(i64::from(severity)));
         ev.fields
-            .insert("log.syslog.severity.name", severity_name(severity));
-        ev.fields.insert("log.level", severity_name(severity));
+            .push_new("log.syslog.severity.name", severity_name(severity));
+        ev.fields.push_new("log.level", severity_name(severity));
     }
     if let Some(v) = env.version {
-        ev.fields.insert("log.syslog.version", v);
+        ev.fields.push_new("log.syslog.version", v);
     }
     if let Stamp::At(t) = env.timestamp {
         ev.timestamp = t;
     }
     if let Some(h) = env.hostname {
-        ev.fields.insert("host.name", h);
+        ev.fields.push_new("host.name", h);
     }
     if let Some(app) = env.app {
-        ev.fields.insert("process.name", app);
+        ev.fields.push_new("process.name", app);
         if env.format == Format::Rfc5424 {
-            ev.fields.insert("log.syslog.appname", app);
+            ev.fields.push_new("log.syslog.appname", app);
         }
     }
     if let Some(procid) = env.procid {
         if let Some(pid) = super::text::parse_uint(procid) {
-            ev.fields.insert("process.pid", Value::Int(pid));
+            ev.fields.push_new("process.pid", Value::Int(pid));
         }
         if env.format == Format::Rfc5424 {
-            ev.fields.insert("log.syslog.procid", procid);
+            ev.fields.push_new("log.syslog.procid", procid);
         }
     }
     if let Some(msgid) = env.msgid {
-        ev.fields.insert("log.syslog.msgid", msgid);
+        ev.fields.push_new("log.syslog.msgid", msgid);
     }
     for (id, name, value) in &env.structured {
         ev.fields.insert(

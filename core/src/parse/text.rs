@@ -15,20 +15,22 @@ pub(crate) fn token(s: &str) -> (&str, &str) {
     }
 }
 
-/// Finds `needle` in `s`: memchr to each candidate first byte, then a
-/// compare. For the short constant needles parsers use this beats building
-/// a substring searcher per call; the compare is bounded by the needle
-/// length, so it stays linear in `s` for any input.
+/// Finds `needle` in `s`: memchr to each candidate of an anchor byte, then
+/// a compare. The anchor is the needle's first byte that is not a space
+/// (spaces are the most common byte in a log line, letters far rarer). For
+/// the short constant needles parsers use this beats building a substring
+/// searcher per call; the compare is bounded by the needle length, so it
+/// stays linear in `s` for any input.
 pub(crate) fn find(s: &str, needle: &str) -> Option<usize> {
     let (h, n) = (s.as_bytes(), needle.as_bytes());
-    let (&first, rest) = n.split_first()?;
-    let mut from = 0;
-    while let Some(k) = memchr::memchr(first, h.get(from..)?) {
-        let i = from + k;
-        if h.get(i + 1..i + n.len()) == Some(rest) {
+    let off = anchor(n)?;
+    let mut from = off;
+    while let Some(k) = memchr::memchr(n[off], h.get(from..)?) {
+        let i = from + k - off;
+        if h.get(i..i + n.len()) == Some(n) {
             return Some(i);
         }
-        from = i + 1;
+        from += k + 1;
     }
     None
 }
@@ -36,15 +38,28 @@ pub(crate) fn find(s: &str, needle: &str) -> Option<usize> {
 /// Finds the last `needle` in `s` (see [`find`]).
 pub(crate) fn rfind(s: &str, needle: &str) -> Option<usize> {
     let (h, n) = (s.as_bytes(), needle.as_bytes());
-    let (&first, rest) = n.split_first()?;
-    let mut end = h.len();
-    while let Some(i) = memchr::memrchr(first, &h[..end]) {
-        if h.get(i + 1..i + n.len()) == Some(rest) {
-            return Some(i);
+    let off = anchor(n)?;
+    // Candidates for the anchor must leave room for the needle after it.
+    let mut end = (h.len() + off + 1).checked_sub(n.len())?;
+    while let Some(k) = memchr::memrchr(n[off], h.get(..end)?) {
+        if k >= off {
+            let i = k - off;
+            if h.get(i..i + n.len()) == Some(n) {
+                return Some(i);
+            }
         }
-        end = i;
+        end = k;
     }
     None
+}
+
+/// Index of the first non-space byte of a needle (0 if all spaces);
+/// `None` for an empty needle.
+fn anchor(n: &[u8]) -> Option<usize> {
+    if n.is_empty() {
+        return None;
+    }
+    Some(n.iter().position(|&c| c != b' ').unwrap_or(0))
 }
 
 /// Splits around the first `byte` (an ASCII delimiter).
@@ -106,20 +121,26 @@ pub(crate) fn leading_number(s: &str) -> Option<(u64, &str)> {
 
 /// A TCP/UDP port: 1–5 digits, at most 65535.
 pub(crate) fn parse_port(s: &str) -> Option<u16> {
-    let b = s.as_bytes();
-    if b.is_empty() || b.len() > 5 || !b.iter().all(u8::is_ascii_digit) {
+    if s.len() > 5 {
         return None;
     }
-    s.parse().ok()
+    parse_uint(s).and_then(|v| u16::try_from(v).ok())
 }
 
 /// A non-negative integer field value (byte counts, lengths, ids).
 pub(crate) fn parse_uint(s: &str) -> Option<i64> {
     let b = s.as_bytes();
-    if b.is_empty() || b.len() > 18 || !b.iter().all(u8::is_ascii_digit) {
+    if b.is_empty() || b.len() > 18 {
         return None;
     }
-    s.parse().ok()
+    let mut v: i64 = 0;
+    for &c in b {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + i64::from(c - b'0');
+    }
+    Some(v)
 }
 
 /// The canonical text of an IP address, or `None` when `s` is not one.
@@ -133,6 +154,9 @@ pub(crate) fn canonical_ip(s: &str) -> Option<Cow<'_, str>> {
     let b = s.as_bytes();
     if b.is_empty() || b.len() > 64 {
         return None;
+    }
+    if is_canonical_ipv4(b) {
+        return Some(Cow::Borrowed(s));
     }
     // Cheap pre-check: an IP starts with a hex digit or ':'.
     if !(b[0].is_ascii_hexdigit() || b[0] == b':') {
@@ -152,6 +176,41 @@ pub(crate) fn canonical_ip(s: &str) -> Option<Cow<'_, str>> {
     }
 }
 
+/// Fast path for the common case: a dotted quad in canonical form (four
+/// decimal octets ≤ 255, no leading zeros). Anything else goes through std.
+fn is_canonical_ipv4(b: &[u8]) -> bool {
+    if b.len() < 7 || b.len() > 15 {
+        return false;
+    }
+    let mut octets = 0;
+    let mut value: u32 = 0;
+    let mut digits = 0;
+    for &c in b {
+        match c {
+            b'0'..=b'9' => {
+                if digits == 1 && value == 0 {
+                    return false; // leading zero
+                }
+                value = value * 10 + u32::from(c - b'0');
+                digits += 1;
+                if digits > 3 || value > 255 {
+                    return false;
+                }
+            }
+            b'.' => {
+                if digits == 0 {
+                    return false;
+                }
+                octets += 1;
+                value = 0;
+                digits = 0;
+            }
+            _ => return false,
+        }
+    }
+    octets == 3 && digits > 0
+}
+
 /// Whether `s` looks like an IPv6 address (for `network.type`).
 pub(crate) fn is_ipv6(s: &str) -> bool {
     memchr::memchr(b':', s.as_bytes()).is_some()
@@ -165,17 +224,20 @@ pub(crate) fn ecs_mac(s: &str) -> Option<String> {
         return None;
     }
     let mut out = String::with_capacity(17);
-    for (i, c) in b.iter().enumerate() {
-        if i % 3 == 2 {
-            if *c != b':' && *c != b'-' {
+    for (k, octet) in b.chunks(3).enumerate() {
+        let [hi, lo] = [octet[0], octet[1]];
+        if !hi.is_ascii_hexdigit() || !lo.is_ascii_hexdigit() {
+            return None;
+        }
+        if let Some(&sep) = octet.get(2) {
+            if sep != b':' && sep != b'-' {
                 return None;
             }
+        }
+        out.push(char::from(hi.to_ascii_uppercase()));
+        out.push(char::from(lo.to_ascii_uppercase()));
+        if k < 5 {
             out.push('-');
-        } else {
-            if !c.is_ascii_hexdigit() {
-                return None;
-            }
-            out.push(char::from(c.to_ascii_uppercase()));
         }
     }
     Some(out)
@@ -255,7 +317,17 @@ mod tests {
         );
         assert_eq!(canonical_ip("fe80::1%eth0").as_deref(), Some("fe80::1"));
         assert_eq!(canonical_ip("192.0.2.1%x").as_deref(), Some("192.0.2.1"));
+        assert_eq!(canonical_ip("0.0.0.0").as_deref(), Some("0.0.0.0"));
+        assert_eq!(
+            canonical_ip("255.255.255.255").as_deref(),
+            Some("255.255.255.255")
+        );
         for bad in [
+            "1.2.3.4.",
+            ".1.2.3",
+            "1..2.3",
+            "1.2.3.4.5",
+            "1000.2.3.4",
             "",
             "host.example",
             "192.0.2",
@@ -297,6 +369,13 @@ mod tests {
         assert_eq!(find("x", ""), None);
         assert_eq!(find("ab", "b"), Some(1));
         assert_eq!(rfind("ba", "b"), Some(0));
+        assert_eq!(find(" from x", " from "), Some(0));
+        assert_eq!(find("xfrom  from ", " from "), Some(6));
+        assert_eq!(rfind(" from x from", " from "), Some(0));
+        assert_eq!(rfind("from ", " from "), None);
+        assert_eq!(find("   ", "  "), Some(0));
+        assert_eq!(rfind("   ", "  "), Some(1));
+        assert_eq!(find("a IN=x", " IN="), Some(1));
         assert_eq!(split_byte("k=v=w", b'='), Some(("k", "v=w")));
         let w: Vec<&str> = words("a  b c").collect();
         assert_eq!(w, ["a", "", "b", "c"]);

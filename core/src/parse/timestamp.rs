@@ -120,8 +120,16 @@ pub(crate) fn resolve_bsd(
         return instant(y, stamp, offset);
     }
     let limit = received + Duration::days(1);
-    let received_year = received.with_timezone(&offset).year();
-    (received_year - 8..=received_year + 1)
+    let local = received.with_timezone(&offset);
+    let received_year = local.year();
+    // Next year's date can only be within a day when a January stamp
+    // arrives in late December; skip computing it otherwise.
+    let newest = if stamp.month == 1 && local.month() == 12 {
+        received_year + 1
+    } else {
+        received_year
+    };
+    (received_year - 8..=newest)
         .rev()
         .filter_map(|y| instant(y, stamp, offset))
         .find(|t| *t <= limit)
