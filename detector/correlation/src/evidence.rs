@@ -16,50 +16,36 @@ use std::collections::VecDeque;
 
 use qalqan_core::alert::Evidence;
 
-use crate::signal::{Signal, SignalEntities};
+use crate::packed::Packed;
+use crate::signal::SignalEntities;
 
 /// A kept event: what an alert shows of it.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Record {
-    pub event_id: String,
     pub ts_us: i64,
     pub ordinal: u64,
-    pub original: String,
-    pub entities: SignalEntities,
+    pub packed: Packed,
 }
 
 impl Record {
-    pub fn of(signal: &Signal) -> Self {
-        Record {
-            event_id: signal.event_id.clone(),
-            ts_us: signal.timestamp.timestamp_micros(),
-            ordinal: signal.ordinal,
-            original: signal.original.clone(),
-            entities: signal.entities.clone(),
-        }
+    /// Approximate bytes, for the budget.
+    fn cost(&self) -> usize {
+        std::mem::size_of::<Record>() + self.packed.bytes()
     }
 
-    /// Approximate heap and inline bytes, for the budget.
-    fn cost(&self) -> usize {
-        std::mem::size_of::<Record>()
-            + self.event_id.capacity()
-            + self.original.capacity()
-            + [
-                &self.entities.source_ip,
-                &self.entities.user,
-                &self.entities.host,
-                &self.entities.url,
-            ]
-            .iter()
-            .map(|e| e.as_ref().map_or(0, String::capacity))
-            .sum::<usize>()
+    pub fn event_id(&self) -> &str {
+        self.packed.event_id()
+    }
+
+    pub fn entities(&self) -> SignalEntities {
+        self.packed.entities()
     }
 
     pub fn evidence(&self) -> Evidence {
         Evidence {
-            event_id: self.event_id.clone(),
+            event_id: self.packed.event_id().to_owned(),
             timestamp: crate::window::from_micros(self.ts_us),
-            original: self.original.clone(),
+            original: self.packed.original().to_owned(),
         }
     }
 }
@@ -127,11 +113,15 @@ mod tests {
 
     fn rec(i: usize) -> Record {
         Record {
-            event_id: format!("e{i}"),
             ts_us: i as i64,
             ordinal: 0,
-            original: "x".repeat(100),
-            entities: SignalEntities::default(),
+            packed: Packed::build(crate::packed::Parts {
+                agency: "a",
+                event_id: &format!("e{i}"),
+                original: &"x".repeat(100),
+                entities: &SignalEntities::default(),
+                group: &[],
+            }),
         }
     }
 
@@ -144,8 +134,14 @@ mod tests {
         assert!(j.bytes() <= one * 3);
         assert_eq!(j.get(1), None);
         assert_eq!(j.get(2), None);
-        assert_eq!(j.get(3).map(|r| r.event_id.as_str()), Some("e2"));
-        assert_eq!(j.get(5).map(|r| r.event_id.as_str()), Some("e4"));
+        assert_eq!(
+            j.get(3).map(|r| r.event_id().to_owned()).as_deref(),
+            Some("e2")
+        );
+        assert_eq!(
+            j.get(5).map(|r| r.event_id().to_owned()).as_deref(),
+            Some("e4")
+        );
         assert_eq!(j.get(6), None);
         assert_eq!(j.get(0), None);
         assert_eq!(j.dropped, 2);

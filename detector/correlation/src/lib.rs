@@ -120,6 +120,7 @@ pub mod config;
 pub mod engine;
 mod evidence;
 pub mod metrics;
+mod packed;
 pub mod rule;
 pub mod set;
 pub mod signal;

@@ -21,7 +21,7 @@ use qalqan_core::Event;
 use crate::rule::{CorrelationRule, CorrelationType, RuleError, RuleSource};
 use crate::signal::{Signal, SignalEntities};
 use crate::suppress::SuppressSetting;
-use crate::window::HOPS;
+use crate::window::{FastMap, HOPS};
 
 /// How deep correlations may reference correlations.
 pub const MAX_CHAIN_DEPTH: usize = 8;
@@ -137,7 +137,7 @@ pub struct CorrelationSet {
     nodes: Vec<Node>,
     feeds: HashMap<String, Vec<Feed>>,
     /// correlation id → nodes (one per tree it appears in).
-    by_id: HashMap<String, Vec<usize>>,
+    by_id: FastMap<String, Vec<usize>>,
     /// Rule ids (detection or correlation) referenced by some correlation,
     /// with whether any referencing correlation sets `generate: true`.
     referenced: HashMap<String, bool>,
@@ -181,7 +181,7 @@ impl CorrelationSet {
             rules: Vec::new(),
             nodes: Vec::new(),
             feeds: HashMap::new(),
-            by_id: HashMap::new(),
+            by_id: FastMap::default(),
             referenced: HashMap::new(),
             max_original_bytes: LoadOptions::default().max_original_bytes,
             missing_group: Vec::new(),

@@ -340,15 +340,15 @@ fn unknown_signals_are_rejected_with_a_reason() {
     let set = load_mapped(&spec_example(false), BASE);
     let mut e = engine(&set, EngineConfig::default());
     let mut out = Output::default();
-    e.process(0, sig("nope", FAILED, &["x"], 1.0).build(), &mut out);
+    e.process(0, &sig("nope", FAILED, &["x"], 1.0).build(), &mut out);
     e.process(
         0,
-        sig("a8418a5a-5fc4-46b5-b23b-6c73beb19d41", FAILED, &["x"], 1.0).build(),
+        &sig("a8418a5a-5fc4-46b5-b23b-6c73beb19d41", FAILED, &["x"], 1.0).build(),
         &mut out,
     );
     e.process(
         0,
-        sig(
+        &sig(
             "b180ead8-d58f-40b2-ae54-c8940995b9b6",
             "r-other",
             &["x"],
@@ -359,7 +359,7 @@ fn unknown_signals_are_rejected_with_a_reason() {
     );
     e.process(
         0,
-        sig(
+        &sig(
             "b180ead8-d58f-40b2-ae54-c8940995b9b6",
             SUCCESS,
             &["x", "y"],

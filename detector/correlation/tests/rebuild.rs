@@ -44,7 +44,7 @@ fn replay_from_a_checkpoint_neither_loses_nor_repeats() {
         let mut first = engine(&set, cfg.clone());
         let mut out1 = Output::default();
         for s in &stream[..cut] {
-            first.process(0, s.clone(), &mut out1);
+            first.process(0, s, &mut out1);
         }
         let checkpoint = first.checkpoint(0);
         let metadata = checkpoint.to_metadata();
@@ -105,7 +105,7 @@ fn without_a_plan_a_replay_repeats_ids_which_makes_duplicates_checkable() {
     let mut first = engine(&set, cfg.clone());
     let mut out1 = Output::default();
     for s in &stream[..stream.len() / 2] {
-        first.process(0, s.clone(), &mut out1);
+        first.process(0, s, &mut out1);
     }
     let mut second = engine(&set, cfg);
     let out2 = run(&mut second, stream[stream.len() / 3..].iter().cloned());

@@ -30,15 +30,19 @@ fn eviction_drops_the_least_recently_active_keys() {
     // 1000 keys, one event each, spread over 50 s (oldest first).
     for k in 0..1000 {
         let t = f64::from(k) * 0.05;
-        e.process(0, sig("c1", "r1", &[&format!("k{k}")], t).build(), &mut out);
+        e.process(
+            0,
+            &sig("c1", "r1", &[&format!("k{k}")], t).build(),
+            &mut out,
+        );
     }
     let m = e.metrics();
     assert!(m.keys_total <= 100, "{} keys", m.keys_total);
     assert!(m.rules[0].counters.evictions >= 900);
     // The newest key still has its state and fires on its second event;
     // the oldest was evicted, so its second event starts over.
-    e.process(0, sig("c1", "r1", &["k999"], 50.0).build(), &mut out);
-    e.process(0, sig("c1", "r1", &["k0"], 50.1).build(), &mut out);
+    e.process(0, &sig("c1", "r1", &["k999"], 50.0).build(), &mut out);
+    e.process(0, &sig("c1", "r1", &["k0"], 50.1).build(), &mut out);
     e.flush(&mut out);
     let fired: Vec<_> = out
         .alerts
@@ -68,7 +72,7 @@ fn the_total_bound_spans_rules() {
     for k in 0..200 {
         let t = f64::from(k) * 0.1;
         let c = if k % 2 == 0 { "c1" } else { "c2" };
-        e.process(0, sig(c, "r1", &[&format!("k{k}")], t).build(), &mut out);
+        e.process(0, &sig(c, "r1", &[&format!("k{k}")], t).build(), &mut out);
     }
     let m = e.metrics();
     assert!(m.keys_total <= 50, "{}", m.keys_total);
@@ -89,17 +93,17 @@ fn expired_windows_free_their_keys() {
     for k in 0..100 {
         e.process(
             0,
-            sig("c1", "r1", &[&format!("k{k}")], 1.0).build(),
+            &sig("c1", "r1", &[&format!("k{k}")], 1.0).build(),
             &mut out,
         );
     }
     // Events at the watermark itself wait: another one with the same time
     // may still come. A later event settles them.
     assert_eq!(e.metrics().keys_total, 0);
-    e.process(0, sig("c1", "r1", &["other"], 2.0).build(), &mut out);
+    e.process(0, &sig("c1", "r1", &["other"], 2.0).build(), &mut out);
     assert_eq!(e.metrics().keys_total, 100);
     // Once the watermark is a full timespan past their last event, keys go.
-    e.process(0, sig("c1", "r1", &["late-key"], 200.0).build(), &mut out);
+    e.process(0, &sig("c1", "r1", &["late-key"], 200.0).build(), &mut out);
     let m = e.metrics();
     assert_eq!(m.keys_total, 0, "late-key itself still waits");
     assert_eq!(m.rules[0].counters.expired, 101);
@@ -214,12 +218,20 @@ fn reload_keeps_state_of_unchanged_rules() {
     let mut e = engine(&set1, cfg_lateness(0));
     let mut out = Output::default();
     for t in 1..=3 {
-        e.process(0, sig("keep", "r1", &["A"], f64::from(t)).build(), &mut out);
-        e.process(0, sig("edit", "r1", &["A"], f64::from(t)).build(), &mut out);
+        e.process(
+            0,
+            &sig("keep", "r1", &["A"], f64::from(t)).build(),
+            &mut out,
+        );
+        e.process(
+            0,
+            &sig("edit", "r1", &["A"], f64::from(t)).build(),
+            &mut out,
+        );
     }
     e.replace_rules(set(&v2, BASE)).expect("reload");
-    e.process(0, sig("keep", "r1", &["A"], 4.0).build(), &mut out);
-    e.process(0, sig("edit", "r1", &["A"], 4.0).build(), &mut out);
+    e.process(0, &sig("keep", "r1", &["A"], 4.0).build(), &mut out);
+    e.process(0, &sig("edit", "r1", &["A"], 4.0).build(), &mut out);
     e.flush(&mut out);
     let fired: Vec<_> = out
         .alerts

@@ -40,16 +40,16 @@ fn disorder_beyond_lateness_is_reported_not_lost() {
     let mut e = engine(&set, cfg);
     let mut out = Output::default();
     for t in [10.0, 11.0, 20.0] {
-        e.process(0, sig("bf", "r1", &["A"], t).build(), &mut out);
+        e.process(0, &sig("bf", "r1", &["A"], t).build(), &mut out);
     }
     // Settled horizon is now 20 − 2 = 18 s; an event from 5 s is late.
     let late = sig("bf", "r1", &["A"], 5.0).build();
-    e.process(0, late.clone(), &mut out);
+    e.process(0, &late, &mut out);
     assert_eq!(out.late.len(), 1);
     assert_eq!(out.late[0].signal, late);
     assert_eq!(out.late[0].horizon, at(18.0));
     // Within lateness (19 s > 18 s) is fine.
-    e.process(0, sig("bf", "r1", &["A"], 19.0).build(), &mut out);
+    e.process(0, &sig("bf", "r1", &["A"], 19.0).build(), &mut out);
     assert_eq!(out.late.len(), 1);
     let m = e.metrics();
     let bf = m.rules.iter().find(|r| r.rule_id == "bf").expect("bf");
@@ -65,16 +65,16 @@ fn each_agency_has_its_own_watermark() {
     let set = set(MIXED, MIXED_BASE);
     let mut e = engine(&set, cfg_lateness(1));
     let mut out = Output::default();
-    e.process(0, sig("bf", "r1", &["A"], 3600.0).build(), &mut out);
+    e.process(0, &sig("bf", "r1", &["A"], 3600.0).build(), &mut out);
     // An agency whose collector was offline for an hour backfills: not late.
     e.process(
         0,
-        sig("bf", "r1", &["A"], 10.0).agency("moh").build(),
+        &sig("bf", "r1", &["A"], 10.0).agency("moh").build(),
         &mut out,
     );
     assert!(out.late.is_empty());
     // The same partition and agency would have been.
-    e.process(0, sig("bf", "r1", &["A"], 10.0).build(), &mut out);
+    e.process(0, &sig("bf", "r1", &["A"], 10.0).build(), &mut out);
     assert_eq!(out.late.len(), 1);
 }
 
@@ -91,7 +91,7 @@ fn idle_inputs_advance_with_the_wall_clock() {
     let now = Instant::now();
     // "quiet" (lte 2 per aligned minute) can only be judged when the
     // minute is over.
-    e.process(0, sig("quiet", "r2", &["A"], 30.0).build(), &mut out);
+    e.process(0, &sig("quiet", "r2", &["A"], 30.0).build(), &mut out);
     e.tick(now, &mut out);
     e.tick(now + Duration::from_secs(1), &mut out);
     assert!(out.alerts.is_empty(), "not idle long enough");
@@ -104,7 +104,7 @@ fn idle_inputs_advance_with_the_wall_clock() {
     assert_eq!(out.alerts.len(), 1, "watermark at 62 s closes [0, 60)");
     assert_eq!(out.alerts[0].rule.id, "quiet");
     // A signal behind the advanced horizon is late, and reported.
-    e.process(0, sig("quiet", "r2", &["A"], 40.0).build(), &mut out);
+    e.process(0, &sig("quiet", "r2", &["A"], 40.0).build(), &mut out);
     assert_eq!(out.late.len(), 1);
 }
 
@@ -114,15 +114,15 @@ fn alerts_become_final_after_the_lateness() {
     let mut e = engine(&set, cfg_lateness(3));
     let mut out = Output::default();
     for t in 1..=8 {
-        e.process(0, sig("bf", "r1", &["A"], f64::from(t)).build(), &mut out);
+        e.process(0, &sig("bf", "r1", &["A"], f64::from(t)).build(), &mut out);
     }
     assert!(
         out.alerts.is_empty(),
         "the 8th event (8 s) waits for the watermark to reach 11 s"
     );
-    e.process(0, sig("bf", "r1", &["B"], 10.9).build(), &mut out);
+    e.process(0, &sig("bf", "r1", &["B"], 10.9).build(), &mut out);
     assert!(out.alerts.is_empty());
-    e.process(0, sig("bf", "r1", &["B"], 11.1).build(), &mut out);
+    e.process(0, &sig("bf", "r1", &["B"], 11.1).build(), &mut out);
     assert_eq!(out.alerts.len(), 1);
     assert_eq!(out.alerts[0].count, 8);
 }

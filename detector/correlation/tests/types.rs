@@ -142,10 +142,10 @@ fn end_of_window_conditions_wait_for_the_window_end() {
     let set = set(&rule("event_count", "{lt: 3}", "source.ip"), BASE);
     let mut e = engine(&set, cfg_lateness(0));
     let mut out = Output::default();
-    e.process(0, sig("c1", "r1", &["a"], 10.0).build(), &mut out);
-    e.process(0, sig("c1", "r1", &["b"], 59.0).build(), &mut out);
+    e.process(0, &sig("c1", "r1", &["a"], 10.0).build(), &mut out);
+    e.process(0, &sig("c1", "r1", &["b"], 59.0).build(), &mut out);
     assert!(out.alerts.is_empty(), "the window [0, 60) has not ended");
-    e.process(0, sig("c1", "r1", &["b"], 61.0).build(), &mut out);
+    e.process(0, &sig("c1", "r1", &["b"], 61.0).build(), &mut out);
     let fired: Vec<_> = out
         .alerts
         .iter()

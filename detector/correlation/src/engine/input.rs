@@ -18,39 +18,45 @@ use crate::engine::wheel::Wheel;
 use crate::engine::{Output, RebuildPlan};
 use crate::evidence::{Journal, Record, Ref};
 use crate::metrics::NodeCounters;
+use crate::packed::{Packed, Parts};
 use crate::set::CorrelationSet;
-use crate::signal::Signal;
 use crate::suppress::{SuppressPolicy, SuppressState, Verdict};
 use crate::window::{
     epoch, from_micros, key_of, Agg, CloseState, Contribution, Extra, Key, KeyMap, KeyState,
     Measure, B,
 };
 
-/// A signal ready for the window state.
-pub(crate) struct Item {
+/// What the engine derives from a signal before queueing it.
+pub(crate) struct Header {
     pub ts: i64,
+    pub ordinal: u64,
     pub node: usize,
     pub key: Key,
     pub rules: u64,
     pub distinct: Option<u64>,
-    pub signal: Signal,
+    pub number: Option<f64>,
+}
+
+/// A signal ready for the window state: the hashes and numbers the
+/// windows need, and its text packed for evidence.
+pub(crate) struct Item {
+    pub ts: i64,
+    pub ordinal: u64,
+    pub node: usize,
+    pub key: Key,
+    pub rules: u64,
+    pub distinct: Option<u64>,
+    pub number: Option<f64>,
+    pub packed: Packed,
 }
 
 impl Item {
-    /// Processing order: event time, then source position, then event id,
-    /// then node — a total order that does not depend on arrival.
-    fn before(&self, other: &Item) -> bool {
-        (
-            self.ts,
-            self.signal.ordinal,
-            &self.signal.event_id,
-            self.node,
-        ) < (
-            other.ts,
-            other.signal.ordinal,
-            &other.signal.event_id,
-            other.node,
-        )
+    fn record(&self) -> Record {
+        Record {
+            ts_us: self.ts,
+            ordinal: self.ordinal,
+            packed: self.packed.clone(),
+        }
     }
 }
 
@@ -99,6 +105,8 @@ pub(crate) struct Input {
     pub arrivals: u64,
     pub last_active: Option<std::time::Instant>,
     pub watermark_at_active: i64,
+    /// Reused stack of signals derived for outer correlations.
+    derived: Vec<Item>,
 }
 
 /// A window that fired.
@@ -130,22 +138,58 @@ impl Input {
             arrivals: 0,
             last_active: None,
             watermark_at_active: i64::MIN,
+            derived: Vec::new(),
         }
     }
 
-    /// Queues a signal (not late) in processing order.
-    pub fn enqueue(&mut self, item: Item) {
+    /// Queues a signal (not late) in processing order: (event time,
+    /// ordinal, event id, node).
+    pub fn enqueue(&mut self, h: Header, packed: Packed) {
+        let event_id = packed.event_id();
+        let before = |p: &Item| match (h.ts, h.ordinal).cmp(&(p.ts, p.ordinal)) {
+            std::cmp::Ordering::Less => true,
+            std::cmp::Ordering::Greater => false,
+            std::cmp::Ordering::Equal => (event_id, h.node) < (p.packed.event_id(), p.node),
+        };
         // Signals mostly arrive in order: scan back from the end.
-        let mut at = self.pending.len();
-        while at > 0 && item.before(&self.pending[at - 1]) {
+        let len = self.pending.len();
+        let mut at = len;
+        while at > 0 && before(&self.pending[at - 1]) {
             at -= 1;
-            if self.pending.len() - at > 32 {
+            if len - at > 32 {
                 // Far out of order: binary search the rest.
-                at = self.pending.partition_point(|p| p.before(&item));
+                at = self.pending.partition_point(|p| !before(p));
                 break;
             }
         }
-        self.pending.insert(at, item);
+        let item = Item {
+            ts: h.ts,
+            ordinal: h.ordinal,
+            node: h.node,
+            key: h.key,
+            rules: h.rules,
+            distinct: h.distinct,
+            number: h.number,
+            packed,
+        };
+        if at == len {
+            self.pending.push_back(item);
+        } else {
+            self.pending.insert(at, item);
+        }
+    }
+
+    /// Re-addresses queued items after a reload (`map[old node] = new`);
+    /// items of nodes that did not survive are dropped with their state.
+    pub fn remap_pending(&mut self, map: &[Option<usize>]) {
+        self.pending
+            .retain_mut(|item| match map.get(item.node).copied().flatten() {
+                Some(n) => {
+                    item.node = n;
+                    true
+                }
+                None => false,
+            });
     }
 
     /// Applies every pending signal before `target` and every timer due at
@@ -154,28 +198,35 @@ impl Input {
         if target <= self.settled {
             return;
         }
-        loop {
-            let next = self.pending.front().map(|p| p.ts).filter(|&t| t < target);
-            self.run_timers(next.unwrap_or(target), cx);
-            match next {
-                Some(_) => {
-                    if let Some(item) = self.pending.pop_front() {
-                        self.apply_chain(item, cx);
-                    }
-                }
-                None => break,
+        // Items are applied where they lie and dropped in bulk afterwards:
+        // moving each ~400-byte item out of the queue costs more than the
+        // window update itself.
+        let pending = std::mem::take(&mut self.pending);
+        let mut done = 0;
+        for item in pending.iter() {
+            if item.ts >= target {
+                break;
             }
+            self.run_timers(item.ts, cx);
+            self.apply_chain(item, cx);
+            done += 1;
         }
+        self.run_timers(target, cx);
+        let mut pending = pending;
+        pending.drain(..done);
+        self.pending = pending;
         self.settled = target;
     }
 
     /// Applies an item and, depth first, the signals its firings derive
     /// for outer correlations.
-    fn apply_chain(&mut self, item: Item, cx: &mut Ctx<'_>) {
-        let mut stack = vec![item];
+    fn apply_chain(&mut self, item: &Item, cx: &mut Ctx<'_>) {
+        let mut stack = std::mem::take(&mut self.derived);
+        self.apply(item, cx, &mut stack);
         while let Some(item) = stack.pop() {
-            self.apply(item, cx, &mut stack);
+            self.apply(&item, cx, &mut stack);
         }
+        self.derived = stack;
     }
 
     fn register(&mut self, node: usize, hop: i64, key: Key, cx: &Ctx<'_>) {
@@ -230,7 +281,7 @@ impl Input {
                 let mut stack = Vec::new();
                 self.visit(node, hop, key, cx, &mut stack);
                 while let Some(item) = stack.pop() {
-                    self.apply(item, cx, &mut stack);
+                    self.apply(&item, cx, &mut stack);
                 }
             }
             self.nodes[node].wheel.recycle(keys);
@@ -269,7 +320,7 @@ impl Input {
     }
 
     /// Applies one settled item to its node's key.
-    fn apply(&mut self, item: Item, cx: &mut Ctx<'_>, stack: &mut Vec<Item>) {
+    fn apply(&mut self, item: &Item, cx: &mut Ctx<'_>, stack: &mut Vec<Item>) {
         let node = item.node;
         let set = cx.set;
         let n = &set.nodes()[node];
@@ -279,27 +330,26 @@ impl Input {
         let ns = &mut self.nodes[node];
         let mut firings: Vec<Firing> = Vec::new();
 
-        let fresh = !ns.keys.contains_key(&key);
-        if fresh {
-            let extra = if n.early && matches!(rule.kind, crate::CorrelationType::EventCount) {
-                None
-            } else {
-                Some(Box::new(Extra {
-                    agg: Agg::new(rule.kind, rule.rules.len()),
-                    close: (!n.early).then(|| CloseState {
-                        next_eval: hop,
-                        agency: item.signal.agency.clone(),
-                        group: item.signal.group.clone(),
-                        last: Record::of(&item.signal),
-                    }),
-                }))
-            };
-            ns.keys.insert(key, KeyState::new(hop, extra));
-            cx.keys_per_node[node] += 1;
-            *cx.keys_total += 1;
-        }
-        let Some(state) = ns.keys.get_mut(&key) else {
-            return;
+        let (state, fresh) = match ns.keys.entry(key) {
+            std::collections::hash_map::Entry::Occupied(o) => (o.into_mut(), false),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let extra = if n.early && matches!(rule.kind, crate::CorrelationType::EventCount) {
+                    None
+                } else {
+                    Some(Box::new(Extra {
+                        agg: Agg::new(rule.kind, rule.rules.len()),
+                        close: (!n.early).then(|| CloseState {
+                            next_eval: hop,
+                            agency: item.packed.agency().to_owned(),
+                            group: item.packed.group(),
+                            last: item.record(),
+                        }),
+                    }))
+                };
+                cx.keys_per_node[node] += 1;
+                *cx.keys_total += 1;
+                (v.insert(KeyState::new(hop, extra)), true)
+            }
         };
         let due_before = (!fresh).then(|| due_hop(state, n.early));
 
@@ -310,15 +360,14 @@ impl Input {
         }
 
         let journal = &mut *cx.journal;
-        let signal = &item.signal;
-        state.note_opener(hop, fresh, || journal.push(Record::of(signal)));
+        state.note_opener(hop, fresh, || journal.push(item.record()));
         state.advance(hop);
         let outcome = state.add(
             hop,
             &Contribution {
                 rules: item.rules,
                 distinct: item.distinct,
-                number: item.signal.number,
+                number: item.number,
             },
             cx.config.max_values_per_key,
         );
@@ -329,7 +378,7 @@ impl Input {
             cx.counters[node].value_overflows += 1;
         }
         if let Some(close) = state.extra.as_mut().and_then(|x| x.close.as_mut()) {
-            close.last = Record::of(&item.signal);
+            close.last = item.record();
         }
 
         if n.early {
@@ -345,10 +394,10 @@ impl Input {
                         determined: item.ts,
                         measure: m,
                         first: state.opener_for(w),
-                        last: Record::of(&item.signal),
-                        ordinal: item.signal.ordinal,
-                        agency: item.signal.agency.clone(),
-                        group: item.signal.group.clone(),
+                        last: item.record(),
+                        ordinal: item.ordinal,
+                        agency: item.packed.agency().to_owned(),
+                        group: item.packed.group(),
                     });
                 }
             }
@@ -371,7 +420,6 @@ impl Input {
         let rule = set.node_rule(f.node);
 
         if let Some(link) = &n.parent {
-            let parent_rule = set.node_rule(link.node);
             let group: Vec<String> = link
                 .group_from_child
                 .iter()
@@ -384,29 +432,22 @@ impl Input {
                     .collect::<Vec<_>>()
                     .join("\u{1f}")
             });
-            let parent_root = set.nodes()[link.node].root;
-            let signal = Signal {
-                correlation: parent_rule.id.clone(),
-                root: (parent_root != link.node).then(|| set.node_rule(parent_root).id.clone()),
-                rules: vec![rule.id.clone()],
-                agency: f.agency.clone(),
-                group,
-                root_group: Vec::new(),
-                timestamp: from_micros(f.determined),
-                ordinal: f.ordinal,
-                event_id: f.last.event_id.clone(),
-                value: value.clone(),
-                number: None,
-                entities: f.last.entities.clone(),
-                original: f.last.original.clone(),
-            };
+            let packed = Packed::build(Parts {
+                agency: &f.agency,
+                event_id: f.last.event_id(),
+                original: f.last.packed.original(),
+                entities: &f.last.entities(),
+                group: &group,
+            });
             stack.push(Item {
                 ts: f.determined,
+                ordinal: f.ordinal,
                 node: link.node,
-                key: key_of(&signal.agency, &signal.group),
+                key: key_of(&f.agency, &group),
                 rules: 1 << link.ref_pos,
                 distinct: value.map(|v| xxhash_rust::xxh3::xxh3_64(v.as_bytes())),
-                signal,
+                number: None,
+                packed,
             });
         }
 
@@ -459,16 +500,16 @@ impl Input {
         if f.first != 0 {
             match cx.journal.get(f.first) {
                 Some(first) => {
-                    if first.event_id != f.last.event_id {
+                    if first.event_id() != f.last.event_id() {
                         alert.evidence.push(first.evidence());
-                        first.entities.add_to(&mut alert.entities);
+                        first.entities().add_to(&mut alert.entities);
                     }
                 }
                 None => cx.counters[f.node].evidence_lost += 1,
             }
         }
         alert.evidence.push(f.last.evidence());
-        f.last.entities.add_to(&mut alert.entities);
+        f.last.entities().add_to(&mut alert.entities);
 
         if let Some(plan) = &self.rebuild {
             if f.determined < self.rebuild_until || plan.emitted.contains(&alert.id) {

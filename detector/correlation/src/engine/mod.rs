@@ -19,9 +19,10 @@ use crate::metrics::{EngineMetrics, InputMetrics, NodeCounters, RuleMetrics};
 use crate::rule::{CorrelationType, RuleError};
 use crate::set::CorrelationSet;
 use crate::signal::Signal;
-use crate::window::{from_micros, key_of, KeyState, HOPS};
+use crate::window::{from_micros, key_of, FastMap, KeyState, HOPS};
 
-use input::{Ctx, Input, Item, NodeInfo, NodeState};
+use crate::packed::Packed;
+use input::{Ctx, Header, Input, Item, NodeInfo, NodeState};
 
 /// What a call into the engine produced. Reuse one across calls and drain
 /// it after each.
@@ -157,7 +158,7 @@ impl Shared {
 /// per detector worker; Kafka partitions spread the load across workers.
 pub struct Engine {
     shared: Shared,
-    inputs: HashMap<i32, HashMap<String, Input>>,
+    inputs: FastMap<i32, FastMap<String, Input>>,
     plans: HashMap<i32, Arc<RebuildPlan>>,
 }
 
@@ -231,7 +232,7 @@ impl Engine {
                 set,
                 config,
             },
-            inputs: HashMap::new(),
+            inputs: FastMap::default(),
             plans: HashMap::new(),
         })
     }
@@ -248,45 +249,48 @@ impl Engine {
     /// The input is the pair (partition, signal's agency): each has its own
     /// watermark, so a collector that reconnects and backfills an agency's
     /// logs is not late relative to other agencies.
-    pub fn process(&mut self, partition: i32, signal: Signal, out: &mut Output) {
-        let item = match prepare(&self.shared.set, signal) {
-            Ok(item) => item,
-            Err(rejected) => {
-                let (signal, reason) = *rejected;
+    ///
+    /// The signal is read, not kept: the engine copies what it needs into
+    /// one packed buffer, so a consumer can decode every message into the
+    /// same `Signal` (e.g. with `Deserialize::deserialize_in_place`).
+    pub fn process(&mut self, partition: i32, signal: &Signal, out: &mut Output) {
+        let header = match resolve(&self.shared.set, signal) {
+            Ok(header) => header,
+            Err(reason) => {
                 self.shared.rejected += 1;
                 out.rejected.push(RejectedSignal {
                     partition,
                     reason,
-                    signal,
+                    signal: signal.clone(),
                 });
                 return;
             }
         };
         let n_nodes = self.shared.set.nodes().len();
         let by_agency = self.inputs.entry(partition).or_default();
-        if !by_agency.contains_key(item.signal.agency.as_str()) {
-            let mut input = Input::new(partition, &item.signal.agency, n_nodes);
+        if !by_agency.contains_key(signal.agency.as_str()) {
+            let mut input = Input::new(partition, &signal.agency, n_nodes);
             if let Some(plan) = self.plans.get(&partition) {
                 attach_plan(&mut input, plan);
             }
-            by_agency.insert(item.signal.agency.clone(), input);
+            by_agency.insert(signal.agency.clone(), input);
         }
-        let Some(input) = by_agency.get_mut(item.signal.agency.as_str()) else {
+        let Some(input) = by_agency.get_mut(signal.agency.as_str()) else {
             return;
         };
         let shared = &mut self.shared;
-        if item.ts < input.settled {
-            shared.counters[item.node].late_events += 1;
+        if header.ts < input.settled {
+            shared.counters[header.node].late_events += 1;
             out.late.push(LateSignal {
                 partition,
                 horizon: from_micros(input.settled),
-                signal: item.signal,
+                signal: signal.clone(),
             });
             return;
         }
         input.arrivals += 1;
-        input.watermark = input.watermark.max(item.ts);
-        input.enqueue(item);
+        input.watermark = input.watermark.max(header.ts);
+        input.enqueue(header, Packed::of(signal));
         let mut target = input.watermark.saturating_sub(shared.lateness_us);
         let max_pending = shared.config.max_pending_per_input;
         if input.pending.len() > max_pending {
@@ -301,10 +305,10 @@ impl Engine {
     }
 
     /// Processes a batch of signals from one partition.
-    pub fn process_batch(
+    pub fn process_batch<'s>(
         &mut self,
         partition: i32,
-        signals: impl IntoIterator<Item = Signal>,
+        signals: impl IntoIterator<Item = &'s Signal>,
         out: &mut Output,
     ) {
         for s in signals {
@@ -478,6 +482,12 @@ impl Engine {
             .iter()
             .map(|n| by_print.get(&n.fingerprint).copied())
             .collect();
+        let mut old_to_new = vec![None; old_set.nodes().len()];
+        for (new, old) in mapping.iter().enumerate() {
+            if let Some(old) = *old {
+                old_to_new[old] = Some(new);
+            }
+        }
         let n_new = set.nodes().len();
         let mut counters = vec![NodeCounters::default(); n_new];
         let mut keys_per_node = vec![0usize; n_new];
@@ -509,12 +519,7 @@ impl Engine {
                     .map(|m| m.and_then(|o| old_nodes[o].take()).unwrap_or_default())
                     .collect();
                 // Pending signals were resolved against the old set: map them.
-                let pending = std::mem::take(&mut input.pending);
-                for item in pending {
-                    if let Ok(item) = prepare(&set, item.signal) {
-                        input.enqueue(item);
-                    }
-                }
+                input.remap_pending(&old_to_new);
                 input.refresh_timers(&set);
             }
         }
@@ -667,10 +672,11 @@ fn attach_plan(input: &mut Input, plan: &Arc<RebuildPlan>) {
     input.rebuild = Some(Arc::clone(plan));
 }
 
-/// Resolves a signal against the rule set.
-fn prepare(set: &CorrelationSet, signal: Signal) -> Result<Item, Box<(Signal, String)>> {
+/// Resolves a signal against the rule set: the node it feeds, its group
+/// key and the referenced rules it matched; or why it cannot be processed.
+fn resolve(set: &CorrelationSet, signal: &Signal) -> Result<Header, String> {
     let Some(node) = set.node_of(&signal.correlation, signal.root.as_deref()) else {
-        let reason = match &signal.root {
+        return Err(match &signal.root {
             Some(root) => format!(
                 "no correlation `{}` inside `{root}` in the loaded rules",
                 signal.correlation
@@ -679,19 +685,17 @@ fn prepare(set: &CorrelationSet, signal: Signal) -> Result<Item, Box<(Signal, St
                 "no correlation `{}` in the loaded rules",
                 signal.correlation
             ),
-        };
-        return Err(Box::new((signal, reason)));
+        });
     };
     let n = &set.nodes()[node];
     let rule = set.node_rule(node);
     if signal.group.len() != rule.group_by.len() {
-        let reason = format!(
+        return Err(format!(
             "carries {} group values; `{}` groups by {} field(s)",
             signal.group.len(),
             rule.id,
             rule.group_by.len()
-        );
-        return Err(Box::new((signal, reason)));
+        ));
     }
     let mut rules = 0u64;
     for r in &signal.rules {
@@ -700,14 +704,15 @@ fn prepare(set: &CorrelationSet, signal: Signal) -> Result<Item, Box<(Signal, St
         }
     }
     if rules == 0 {
-        let reason = format!(
+        return Err(format!(
             "matched {:?}, none of which `{}` references",
             signal.rules, rule.id
-        );
-        return Err(Box::new((signal, reason)));
+        ));
     }
-    Ok(Item {
+    Ok(Header {
         ts: signal.timestamp.timestamp_micros(),
+        ordinal: signal.ordinal,
+        number: signal.number,
         node,
         key: key_of(&signal.agency, &signal.group),
         rules,
@@ -715,6 +720,5 @@ fn prepare(set: &CorrelationSet, signal: Signal) -> Result<Item, Box<(Signal, St
             .value
             .as_ref()
             .map(|v| xxhash_rust::xxh3::xxh3_64(v.as_bytes())),
-        signal,
     })
 }

@@ -125,7 +125,7 @@ impl S {
 pub fn run(engine: &mut Engine, signals: impl IntoIterator<Item = Signal>) -> Output {
     let mut out = Output::default();
     for s in signals {
-        engine.process(0, s, &mut out);
+        engine.process(0, &s, &mut out);
     }
     engine.flush(&mut out);
     out
