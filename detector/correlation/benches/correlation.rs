@@ -10,7 +10,7 @@
 //! number of keys. The evidence journal (first raw lines, a fixed budget)
 //! is reported separately from the window state.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
 use std::sync::Arc;
@@ -27,7 +27,7 @@ struct Counting;
 /// The allocator underneath the counting: the system's (glibc), or
 /// mimalloc with `--features mimalloc` — what a service binary might pick.
 #[cfg(not(feature = "mimalloc"))]
-static INNER: System = System;
+static INNER: std::alloc::System = std::alloc::System;
 #[cfg(feature = "mimalloc")]
 static INNER: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -167,7 +167,7 @@ impl Gen {
             key & 255
         );
         let user = format!("user{}", self.next() % 200);
-        let success = corr == "saf" && self.next() % 2 == 0;
+        let success = corr == "saf" && self.next().is_multiple_of(2);
         let rule = if success { "r-success" } else { "r-failed" };
         let port = 30000 + self.next() % 30000;
         Signal {
