@@ -354,6 +354,33 @@ fn run_and_kill(bin: &Path, dir: &Path, policy: &str, min_acked: u64) -> u64 {
     acked
 }
 
+/// Reopens the directory and checks it holds records 1..=N (N ≥ `acked`),
+/// each with the payload the writer gave it, and nothing damaged.
+fn verify_writer_output(dir: &Path, acked: u64) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let buf = open(dir);
+        let stats = buf.stats();
+        assert!(
+            stats.last_id >= acked,
+            "acknowledged up to {acked} but the buffer ends at {}",
+            stats.last_id
+        );
+        let got = read_all(&buf, stats.last_id).await;
+        for (i, (id, payload)) in got.iter().enumerate() {
+            assert_eq!(*id, i as u64 + 1, "records missing before {id}");
+            let text = String::from_utf8_lossy(payload);
+            let claimed = text.split(' ').next().unwrap();
+            assert_eq!(claimed, format!("id-{id}"), "payload of record {id}");
+        }
+        assert_eq!(got.len() as u64, stats.last_id);
+        assert_eq!(buf.stats().damaged_records, 0);
+    });
+}
+
 #[test]
 fn sigkill_mid_stream_loses_no_acknowledged_record() {
     let bin = writer_binary();
@@ -362,27 +389,34 @@ fn sigkill_mid_stream_loses_no_acknowledged_record() {
     // Two kills: the second writer recovers what the first left and goes on.
     for (policy, more) in [("interval", 20_000), ("never", 20_000)] {
         acked = run_and_kill(&bin, dir.path(), policy, acked + more);
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let buf = open(dir.path());
-            let stats = buf.stats();
-            assert!(
-                stats.last_id >= acked,
-                "acknowledged up to {acked} but the buffer ends at {}",
-                stats.last_id
-            );
-            let got = read_all(&buf, stats.last_id).await;
-            for (i, (id, payload)) in got.iter().enumerate() {
-                assert_eq!(*id, i as u64 + 1, "records missing before {id}");
-                let text = String::from_utf8_lossy(payload);
-                let claimed = text.split(' ').next().unwrap();
-                assert_eq!(claimed, format!("id-{id}"), "payload of record {id}");
-            }
-            assert_eq!(got.len() as u64, stats.last_id);
-            assert_eq!(stats.damaged_records, 0);
-        });
+        verify_writer_output(dir.path(), acked);
     }
+}
+
+#[test]
+fn a_write_failing_for_lack_of_space_is_undone_and_appends_resume() {
+    let bin = writer_binary();
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(&bin)
+        .arg(dir.path())
+        .args(["interval", "3000", "--disk-full-at", "200000"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "writer failed: {stderr}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let failures: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("failed "))
+        .collect();
+    assert_eq!(
+        failures.len(),
+        1,
+        "expected one simulated full disk: {stdout}"
+    );
+    assert!(failures[0].contains("not buffered"), "{}", failures[0]);
+    // The writer checks each retried append got the ids right after the
+    // last acknowledged one: the failed batch left no trace.
+    assert_eq!(stdout.lines().last(), Some("acked 3000"));
+    verify_writer_output(dir.path(), 3000);
 }

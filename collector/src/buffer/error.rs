@@ -38,7 +38,11 @@ pub enum BufferError {
     /// `ack` named a record that was never appended.
     #[error("ack of record {id}, but the last appended record is {last}")]
     AckBeyondEnd { id: u64, last: u64 },
-    /// An earlier write or fsync failed, so the on-disk queue may no longer
+    /// Writing the records failed (typically a full disk) and they were not
+    /// buffered; the buffer is consistent and a later append may succeed.
+    #[error("disk buffer write failed, the records were not buffered: {0}")]
+    WriteFailed(String),
+    /// An earlier fsync (or the clean-up after a failed write) failed, so the on-disk queue may no longer
     /// match what was acknowledged; appends are refused until the buffer is
     /// reopened (which recovers from what is on disk).
     #[error("disk buffer stopped accepting records after an I/O failure ({0}); restart the collector to recover")]

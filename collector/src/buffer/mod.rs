@@ -257,6 +257,8 @@ impl DiskBuffer {
             ack_dirty: false,
             age_samples: rec.age_samples,
             failed: None,
+            epoch: 0,
+            rollback_points: Vec::new(),
             shutdown: false,
             damaged_records: 0,
         };
@@ -311,12 +313,13 @@ impl DiskBuffer {
         let last = loop {
             let mut space = pin!(shared.space_notify.notified());
             space.as_mut().enable();
-            if let Some(last) = shared.reserve(records, group)? {
-                break last;
+            if let Some(reserved) = shared.reserve(records, group)? {
+                break reserved;
             }
             space.await;
         };
-        shared.flush(last)?;
+        let (last, epoch) = last;
+        shared.flush(last, epoch)?;
         if shared.policy == FsyncPolicy::Always {
             shared.wait_synced(last).await?;
         }
@@ -329,10 +332,10 @@ impl DiskBuffer {
     pub fn try_append(&self, records: &[&[u8]]) -> Result<u64, BufferError> {
         let shared = &self.handle.shared;
         let group = shared.check_group(records)?;
-        let Some(last) = shared.reserve(records, group)? else {
+        let Some((last, epoch)) = shared.reserve(records, group)? else {
             return Err(BufferError::Full);
         };
-        shared.flush(last)?;
+        shared.flush(last, epoch)?;
         if shared.policy == FsyncPolicy::Always {
             shared.wait_synced_blocking(last)?;
         }
@@ -445,9 +448,9 @@ impl Shared {
         Ok(size)
     }
 
-    /// Encodes the records into the pending batch if they fit: `Some(last
-    /// id)`, or `None` when the buffer is full.
-    fn reserve(&self, records: &[&[u8]], group: u64) -> Result<Option<u64>, BufferError> {
+    /// Encodes the records into the pending batch if they fit: `Some((last
+    /// id, epoch))`, or `None` when the buffer is full.
+    fn reserve(&self, records: &[&[u8]], group: u64) -> Result<Option<(u64, u64)>, BufferError> {
         let now = now_ms();
         let mut st = lock(&self.state);
         if let Some(msg) = &st.failed {
@@ -468,17 +471,33 @@ impl Shared {
             }
         }
         Ok(match reserved {
-            Reserve::Done(last) => Some(last),
+            Reserve::Done(last, epoch) => Some((last, epoch)),
             Reserve::NoRoom => None,
         })
     }
 
-    /// Makes sure the records up to `last` are written: writes the whole
-    /// pending batch unless another thread already did.
-    fn flush(&self, last: u64) -> Result<(), BufferError> {
+    /// Makes sure the records up to `last` (reserved in `epoch`) are
+    /// written: writes the whole pending batch unless another thread already
+    /// did. A failed write is rolled back, so the buffer stays usable (a full
+    /// disk is the usual cause and passes).
+    fn flush(&self, last: u64, epoch: u64) -> Result<(), BufferError> {
         let mut w = lock(&self.writer);
         let (mut batch, rolls, end_id) = {
             let mut st = lock(&self.state);
+            if epoch != st.epoch {
+                // A roll-back happened since the reservation: the records
+                // were written before it, or discarded by it.
+                let (point, error) = usize::try_from(epoch)
+                    .ok()
+                    .and_then(|e| st.rollback_points.get(e))
+                    .cloned()
+                    .unwrap_or((0, String::new()));
+                return if last < point {
+                    Ok(())
+                } else {
+                    Err(BufferError::WriteFailed(error))
+                };
+            }
             if st.written.next_id > last {
                 return Ok(());
             }
@@ -490,6 +509,7 @@ impl Shared {
             let rolls = std::mem::take(&mut st.pending.rolls);
             (bytes, rolls, st.next_id)
         };
+        let mark = w.mark();
         let result = w.write_batch(&self.dir, &batch, &rolls);
         batch.clear();
         if batch.capacity() <= 8 * 1024 * 1024 {
@@ -521,12 +541,25 @@ impl Shared {
                 Ok(())
             }
             Err(e) => {
-                tracing::error!(error = %e, "disk buffer write failed; appends are refused until restart");
-                st.failed = Some(e.to_string());
+                let message = e.to_string();
+                let err = match w.roll_back(&self.dir, mark, &rolls) {
+                    Ok(()) => {
+                        tracing::error!(error = %message, "disk buffer write failed; the records of this batch were not buffered");
+                        st.roll_back_pending(message.clone());
+                        BufferError::WriteFailed(message)
+                    }
+                    Err(undo) => {
+                        tracing::error!(error = %message, undo_error = %undo, "disk buffer write failed and could not be undone; appends are refused until restart");
+                        let both = format!("{message}; then {undo}");
+                        st.failed = Some(both.clone());
+                        BufferError::Failed(both)
+                    }
+                };
                 drop(st);
                 self.synced_cv.notify_all();
                 self.synced_notify.notify_waiters();
-                Err(e)
+                self.space_notify.notify_waiters();
+                Err(err)
             }
         }
     }

@@ -84,8 +84,16 @@ pub(crate) struct State {
     /// `AGE_SAMPLE_MS`: enough to tell the age of the oldest unacked record
     /// to within that, without remembering every record.
     pub(crate) age_samples: VecDeque<(u64, u64)>,
-    /// Set when a write or fsync failed; appends are refused from then on.
+    /// Set when an fsync failed or a failed write could not be undone;
+    /// appends are refused from then on.
     pub(crate) failed: Option<String>,
+    /// Bumped each time a failed batch write is rolled back. A reservation
+    /// remembers the epoch it was made in, because after a roll-back its ids
+    /// are handed out again.
+    pub(crate) epoch: u64,
+    /// `rollback_points[e]`: the first id discarded by the roll-back that
+    /// ended epoch `e`, with the error that caused it.
+    pub(crate) rollback_points: Vec<(u64, String)>,
     pub(crate) shutdown: bool,
     /// Records the reader had to skip because their bytes were damaged.
     pub(crate) damaged_records: u64,
@@ -93,8 +101,8 @@ pub(crate) struct State {
 
 /// Outcome of trying to reserve room for an append.
 pub(crate) enum Reserve {
-    /// Encoded into `pending`; the id of the last record.
-    Done(u64),
+    /// Encoded into `pending`: the id of the last record, and the epoch.
+    Done(u64, u64),
     /// Not enough room now.
     NoRoom,
 }
@@ -139,7 +147,31 @@ impl State {
             Some(&(_, ms)) if now_ms < ms + AGE_SAMPLE_MS => {}
             _ => self.age_samples.push_back((first, now_ms)),
         }
-        Reserve::Done(self.next_id - 1)
+        Reserve::Done(self.next_id - 1, self.epoch)
+    }
+
+    /// Forgets every record from `written.next_id` on (a failed batch and
+    /// whatever was reserved after it), so the ids and the bytes can be
+    /// used again, and starts a new epoch.
+    pub(crate) fn roll_back_pending(&mut self, error: String) {
+        let point = self.written.next_id;
+        self.rollback_points.push((point, error));
+        self.epoch += 1;
+        self.next_id = point;
+        self.pending.bytes.clear();
+        self.pending.rolls.clear();
+        while self
+            .segments
+            .back()
+            .is_some_and(|s| s.first_id > self.written.segment)
+        {
+            self.segments.pop_back();
+        }
+        if let Some(tail) = self.segments.back_mut() {
+            tail.size = self.written.offset;
+        }
+        self.used_bytes = self.segments.iter().map(|s| s.size).sum();
+        self.age_samples.retain(|&(first, _)| first < point);
     }
 
     /// Moves the ack point to `id` (which the caller checked is written) and

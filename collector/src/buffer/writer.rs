@@ -25,6 +25,13 @@ pub(crate) struct SegmentWriter {
     pub(crate) spare: Vec<u8>,
 }
 
+/// Where the writer stood before a batch, to return there if it fails.
+pub(crate) struct Mark {
+    first_id: u64,
+    file: Arc<File>,
+    offset: u64,
+}
+
 /// What a batch write changed, for the bookkeeping.
 pub(crate) struct Written {
     /// Segment files (first id, file) finished (rolled away from) by this batch.
@@ -32,6 +39,39 @@ pub(crate) struct Written {
 }
 
 impl SegmentWriter {
+    pub(crate) fn mark(&self) -> Mark {
+        Mark {
+            first_id: self.first_id,
+            file: Arc::clone(&self.file),
+            offset: self.offset,
+        }
+    }
+
+    /// Undoes a failed batch: deletes the segments it started and cuts the
+    /// segment it appended to back to where it was. Errors mean the disk
+    /// state is unknown.
+    pub(crate) fn roll_back(
+        &mut self,
+        dir: &Path,
+        mark: Mark,
+        rolls: &[(usize, u64)],
+    ) -> Result<(), BufferError> {
+        for &(_, first_id) in rolls {
+            let path = segment_path(dir, first_id);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(BufferError::io("delete unfinished segment", path, e)),
+            }
+        }
+        self.first_id = mark.first_id;
+        self.file = mark.file;
+        self.offset = mark.offset;
+        self.file
+            .set_len(self.offset)
+            .map_err(|e| BufferError::io("truncate", segment_path(dir, self.first_id), e))
+    }
+
     /// Writes `bytes`, starting a new segment at each roll point.
     pub(crate) fn write_batch(
         &mut self,
