@@ -4,7 +4,9 @@
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use qalqan_core::event::{tags, Event, LogSource, Value};
-use qalqan_core::parse::{parse_utc_offset, ParseOptions, Parsed, Parser, PARSER_NAMES};
+use qalqan_core::parse::{
+    parse_utc_offset, ParseOptions, Parsed, Parser, MAX_FIELDS, PARSER_NAMES,
+};
 
 fn received() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0)
@@ -397,4 +399,33 @@ fn bsd_year_and_zone_options_end_to_end() {
     let p = parse("Mar  1 10:00:00 h sshd[1]: message repeated 5 times: [ Failed password for root from 5.36.59.76 port 42393 ssh2]");
     assert_eq!(i(&p, "log.syslog.repeat_count"), Some(5));
     assert_eq!(s(&p, "source.ip"), Some("5.36.59.76"));
+}
+
+#[test]
+fn hostile_field_counts_are_capped() {
+    let kv: String = (0..5000).map(|i| format!("k{i}=v ")).collect();
+    let p = parse(&kv);
+    assert_common(&p);
+    assert_eq!(p.parser, "kv");
+    assert!(p.event.has_tag(tags::PARTIAL));
+    assert!(
+        p.event.fields.len() <= MAX_FIELDS + 8,
+        "{}",
+        p.event.fields.len()
+    );
+
+    let keys: Vec<String> = (0..5000).map(|i| format!("\"k{i}\":{i}")).collect();
+    let json = format!("{{{}}}", keys.join(","));
+    let p = parse(&json);
+    assert_eq!(p.parser, "json");
+    assert!(p.event.has_tag(tags::PARTIAL));
+    assert!(p.event.fields.len() <= MAX_FIELDS + 8);
+    assert_eq!(i(&p, "k0"), Some(0));
+
+    // A repeated JSON key keeps its last value, once.
+    let p = parse(r#"{"a":1,"b":{"c":true},"a":2,"e":{}}"#);
+    assert_eq!(i(&p, "a"), Some(2));
+    assert_eq!(p.event.fields.iter().filter(|(k, _)| *k == "a").count(), 1);
+    assert_eq!(p.event.fields.get("b.c"), Some(&Value::Bool(true)));
+    assert_eq!(s(&p, "e"), Some("{}"));
 }

@@ -38,7 +38,7 @@ use std::borrow::Cow;
 use crate::event::{Event, Value};
 
 use super::ecs::{firewall_action, set_address, set_port, set_text, transport, Side};
-use super::text::{canonical_ip, ecs_mac, is_key, parse_port, parse_uint};
+use super::text::{canonical_ip, concat, ecs_mac, is_key, parse_port, parse_uint};
 use super::timestamp::{from_epoch_text, month_from_abbrev, parse_iso};
 use super::{Claim, ParseOptions, MAX_FIELDS};
 
@@ -90,7 +90,7 @@ pub(crate) fn parse(text: &str, ev: &mut Event, opts: &ParseOptions) -> (Claim, 
     if !ev.fields.contains("message") && !name.is_empty() {
         ev.fields.insert("message", name.as_ref());
     }
-    (claim, format!("{vendor}|{product}"))
+    (claim, concat(&[&vendor, "|", &product]))
 }
 
 /// A header cut short (truncated line): keep what is there, marked partial.
@@ -105,7 +105,7 @@ fn partial_header(body: &str, ev: &mut Event) -> (Claim, String) {
     set_text(ev, "observer.vendor", vendor);
     let product = parts.next().unwrap_or_default();
     set_text(ev, "observer.product", product);
-    (Claim::Partial, format!("{vendor}|{product}"))
+    (Claim::Partial, concat(&[vendor, "|", product]))
 }
 
 /// One `|`-terminated header field with `\|` and `\\` unescaped.
@@ -311,7 +311,7 @@ fn extensions(ext: &str, ev: &mut Event, opts: &ParseOptions) -> Claim {
             _ => false,
         };
         if !mapped {
-            ev.fields.insert(format!("cef.extensions.{key}"), v);
+            ev.fields.insert(concat(&["cef.extensions.", key]), v);
         }
     }
     claim

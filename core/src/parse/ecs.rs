@@ -164,10 +164,22 @@ pub(crate) fn firewall_action(raw: &str) -> (String, Option<bool>) {
     let raw = raw.trim();
     const DENY: [&str; 5] = ["drop", "deny", "block", "reject", "refuse"];
     const ALLOW: [&str; 4] = ["accept", "allow", "permit", "pass"];
-    if DENY.iter().any(|w| contains_ignore_case(raw, w)) {
+    // Lower-case once (verdict words are ASCII; longer texts are scanned
+    // as they are, case-insensitively).
+    let mut buf = [0u8; 64];
+    let lower: &[u8] = if raw.len() <= buf.len() {
+        for (d, s) in buf.iter_mut().zip(raw.bytes()) {
+            *d = s.to_ascii_lowercase();
+        }
+        &buf[..raw.len()]
+    } else {
+        raw.as_bytes()
+    };
+    let has = |w: &str| contains_ignore_case(lower, w.as_bytes());
+    if DENY.iter().any(|w| has(w)) {
         return ("denied".to_owned(), Some(true));
     }
-    if ALLOW.iter().any(|w| contains_ignore_case(raw, w)) {
+    if ALLOW.iter().any(|w| has(w)) {
         return ("accept".to_owned(), Some(false));
     }
     let mut out = String::with_capacity(raw.len());
@@ -185,13 +197,11 @@ pub(crate) fn firewall_action(raw: &str) -> (String, Option<bool>) {
 }
 
 /// Whether `hay` contains the lower-case ASCII `needle`, ignoring case.
-fn contains_ignore_case(hay: &str, needle: &str) -> bool {
-    let n = needle.as_bytes();
-    hay.len() >= n.len()
+fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
+    hay.len() >= needle.len()
         && hay
-            .as_bytes()
-            .windows(n.len())
-            .any(|w| w.eq_ignore_ascii_case(n))
+            .windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle))
 }
 
 /// Sets `event.action` and `event.type` from a firewall verdict (see

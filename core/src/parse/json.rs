@@ -2,7 +2,10 @@
 //!
 //! **Generic JSON** is flattened into dotted field names the way the event
 //! contract does it (`{"source":{"ip":"…"}}` → `source.ip`; arrays kept as
-//! lists, objects inside arrays kept as their JSON text). The event time is
+//! lists, objects inside arrays kept as their JSON text; a repeated key keeps
+//! its last value), in the order of the line. The flattening streams
+//! straight from the JSON text into fields (a serde visitor), with no
+//! intermediate JSON tree. The event time is
 //! taken from `@timestamp`, else `timestamp`, else `time` (RFC 3339 / ISO
 //! 8601 text, or epoch seconds/ms/µs/ns as number or digits); `message` comes
 //! from `message`, else `msg`, else the whole line. Keys that would collide
@@ -24,13 +27,15 @@
 //! stay in `event.original` only.
 
 use std::borrow::Cow;
+use std::fmt;
 
-use serde_json::{Map, Value as Json};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::Value as Json;
 
-use crate::event::{Event, Value};
+use crate::event::{Event, FieldName, Value};
 
 use super::syslog::{facility_name, severity_name};
-use super::text::parse_uint;
+use super::text::{concat, parse_uint};
 use super::timestamp::{from_epoch, from_epoch_text, parse_iso};
 use super::{Claim, ParseOptions, MAX_FIELDS};
 
@@ -46,82 +51,234 @@ pub(crate) enum JsonLine {
     },
 }
 
-/// Parses a line that starts with `{`; `None` when it is not a JSON object.
+/// Flattened fields of one object, in line order.
+type Flat = Vec<(FieldName, Value)>;
+
+/// Parses a line that starts with `{`; `None` when it is not a JSON object
+/// (then nothing has been written to `ev`).
 pub(crate) fn parse(line: &str, ev: &mut Event, opts: &ParseOptions) -> Option<JsonLine> {
-    let Json::Object(map) = serde_json::from_str::<Json>(line).ok()? else {
-        return None;
-    };
-    if map.contains_key("MESSAGE")
-        && (map.contains_key("__REALTIME_TIMESTAMP") || map.contains_key("SYSLOG_IDENTIFIER"))
-    {
-        return Some(journal(map, ev));
+    let mut flat: Flat = Vec::with_capacity(24);
+    let mut capped = false;
+    let mut de = serde_json::Deserializer::from_str(line);
+    Object {
+        prefix: "",
+        out: &mut flat,
+        capped: &mut capped,
     }
-    Some(JsonLine::Generic(generic(map, ev, opts)))
+    .deserialize(&mut de)
+    .ok()?;
+    de.end().ok()?;
+    let has = |flat: &Flat, k: &str| flat.iter().any(|(n, _)| n == k);
+    if has(&flat, "MESSAGE")
+        && (has(&flat, "__REALTIME_TIMESTAMP") || has(&flat, "SYSLOG_IDENTIFIER"))
+    {
+        return Some(journal(flat, ev));
+    }
+    let claim = generic(flat, ev, opts);
+    Some(JsonLine::Generic(if capped {
+        Claim::Partial
+    } else {
+        claim
+    }))
 }
 
-fn generic(mut map: Map<String, Json>, ev: &mut Event, opts: &ParseOptions) -> Claim {
+fn generic(flat: Flat, ev: &mut Event, opts: &ParseOptions) -> Claim {
     let mut claim = Claim::Full;
-    let mut time_found = false;
-    if let Some(ts) = map.remove("@timestamp") {
-        match json_time(&ts, opts) {
-            Some(t) => {
-                ev.timestamp = t;
-                time_found = true;
+    let mut time = None;
+    let mut fallback_time = None;
+    let mut has_message = false;
+    let mut msg = None;
+    for (name, value) in flat {
+        match name.as_ref() {
+            "@timestamp" => match json_time(&value, opts) {
+                Some(t) => time = Some(t),
+                None => claim = Claim::Partial,
+            },
+            "schema_version" | "event.original" | "event.ingested" => {}
+            n if n.starts_with("logsource.") => {}
+            n => {
+                if (n == "timestamp" || n == "time") && fallback_time.is_none() {
+                    fallback_time = json_time(&value, opts);
+                }
+                if n == "message" {
+                    has_message = true;
+                } else if n == "msg" {
+                    if let Value::Str(s) = &value {
+                        msg = Some(s.clone());
+                    }
+                }
+                ev.fields.insert(name, value);
             }
-            None => claim = Claim::Partial,
         }
     }
-    if !time_found {
-        for key in ["timestamp", "time"] {
-            if let Some(t) = map.get(key).and_then(|v| json_time(v, opts)) {
-                ev.timestamp = t;
-                break;
-            }
-        }
+    if let Some(t) = time.or(fallback_time) {
+        ev.timestamp = t;
     }
-    for key in ["schema_version", "event.original", "event.ingested"] {
-        map.remove(key);
-    }
-    if matches!(map.get("logsource"), Some(Json::Object(_))) {
-        map.remove("logsource");
-    }
-    let message = match (map.get("message"), map.get("msg")) {
-        (Some(_), _) => None,
-        (None, Some(Json::String(m))) => Some(m.clone()),
-        _ => None,
-    };
-    for (k, v) in map {
-        if !flatten(Cow::Owned(k), v, ev) {
-            claim = Claim::Partial;
-            break;
-        }
-    }
-    // Nested `event.original`/`event.ingested` would shadow the typed members.
-    ev.fields.remove("event.original");
-    ev.fields.remove("event.ingested");
-    if let Some(m) = message {
+    if let (false, Some(m)) = (has_message, msg) {
         ev.fields.insert("message", m);
     }
     ev.logsource = opts.json_logsource.clone();
     claim
 }
 
-/// Copies `value` under `name`; false once the event has [`MAX_FIELDS`].
-fn flatten(name: Cow<'static, str>, value: Json, ev: &mut Event) -> bool {
-    match value {
-        Json::Object(map) if !map.is_empty() => {
-            for (k, v) in map {
-                if !flatten(Cow::Owned(format!("{name}.{k}")), v, ev) {
-                    return false;
-                }
-            }
-            true
+/// Streams one JSON object into `out` under `prefix`.
+struct Object<'a> {
+    prefix: &'a str,
+    out: &'a mut Flat,
+    /// Set when [`MAX_FIELDS`] was reached and later fields were skipped.
+    capped: &'a mut bool,
+}
+
+impl<'de> DeserializeSeed<'de> for Object<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Object<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut any = false;
+        while let Some(key) = map.next_key_seed(Key)? {
+            any = true;
+            let name = if self.prefix.is_empty() {
+                key.into_owned()
+            } else {
+                concat(&[self.prefix, ".", &key])
+            };
+            map.next_value_seed(Field {
+                name,
+                out: self.out,
+                capped: self.capped,
+            })?;
         }
-        _ if ev.fields.len() >= MAX_FIELDS => false,
-        other => {
-            ev.fields.insert(name, to_value(other));
-            true
+        if !any && !self.prefix.is_empty() {
+            // An empty nested object is kept as such, like the contract does.
+            push(
+                self.out,
+                self.capped,
+                self.prefix.to_owned(),
+                Value::from("{}"),
+            );
         }
+        Ok(())
+    }
+}
+
+/// A key, borrowed from the line when it has no escapes.
+struct Key;
+
+impl<'de> DeserializeSeed<'de> for Key {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Cow<'de, str>, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Key {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string key")
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v))
+    }
+}
+
+/// One value under a full dotted name.
+struct Field<'a> {
+    name: String,
+    out: &'a mut Flat,
+    capped: &'a mut bool,
+}
+
+fn push(out: &mut Flat, capped: &mut bool, name: String, value: Value) {
+    if out.len() >= MAX_FIELDS {
+        *capped = true;
+    } else {
+        out.push((Cow::Owned(name), value));
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Field<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Field<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<(), E> {
+        push(self.out, self.capped, self.name, Value::Bool(v));
+        Ok(())
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<(), E> {
+        push(self.out, self.capped, self.name, Value::Int(v));
+        Ok(())
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<(), E> {
+        push(self.out, self.capped, self.name, Value::from(v));
+        Ok(())
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<(), E> {
+        push(self.out, self.capped, self.name, Value::Float(v));
+        Ok(())
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        push(self.out, self.capped, self.name, Value::from(v));
+        Ok(())
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<(), E> {
+        push(self.out, self.capped, self.name, Value::Str(v));
+        Ok(())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        push(self.out, self.capped, self.name, Value::Null);
+        Ok(())
+    }
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        self.visit_unit()
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<Json>()? {
+            items.push(match item {
+                // Objects inside arrays have no dotted name of their own.
+                Json::Object(_) => Value::Str(item.to_string()),
+                other => to_value(other),
+            });
+        }
+        push(self.out, self.capped, self.name, Value::List(items));
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        Object {
+            prefix: &self.name,
+            out: self.out,
+            capped: self.capped,
+        }
+        .visit_map(map)
     }
 }
 
@@ -148,78 +305,77 @@ fn to_value(j: Json) -> Value {
 
 /// A JSON time value: RFC 3339 text (zone-less text at the configured
 /// offset), epoch number, or epoch digits as text.
-fn json_time(v: &Json, opts: &ParseOptions) -> Option<chrono::DateTime<chrono::Utc>> {
+fn json_time(v: &Value, opts: &ParseOptions) -> Option<chrono::DateTime<chrono::Utc>> {
     match v {
-        Json::String(s) => match parse_iso(s.as_bytes(), opts.local_offset) {
+        Value::Str(s) => match parse_iso(s.as_bytes(), opts.local_offset) {
             Some((t, n)) if n == s.len() => Some(t),
             _ => from_epoch_text(s),
         },
-        Json::Number(n) => n.as_f64().and_then(from_epoch),
+        Value::Int(i) => from_epoch(*i as f64),
+        Value::Float(f) => from_epoch(*f),
         _ => None,
     }
 }
 
-fn journal(mut map: Map<String, Json>, ev: &mut Event) -> JsonLine {
-    let message = match map.remove("MESSAGE") {
-        Some(Json::String(s)) => s,
-        // Non-UTF-8 messages come as an array of byte values.
-        Some(Json::Array(a)) => {
-            let bytes: Vec<u8> = a
-                .iter()
-                .filter_map(|v| v.as_u64().and_then(|b| u8::try_from(b).ok()))
-                .collect();
-            String::from_utf8_lossy(&bytes).into_owned()
+fn journal(flat: Flat, ev: &mut Event) -> JsonLine {
+    let mut message = String::new();
+    let (mut program, mut comm) = (None, None);
+    let (mut pid, mut syslog_pid) = (None, None);
+    for (name, value) in flat {
+        let text = match value {
+            Value::Str(s) if !s.is_empty() => s,
+            // Non-UTF-8 messages come as an array of byte values.
+            Value::List(bytes) if name == "MESSAGE" => {
+                let bytes: Vec<u8> = bytes
+                    .iter()
+                    .filter_map(|v| v.as_i64().and_then(|b| u8::try_from(b).ok()))
+                    .collect();
+                String::from_utf8_lossy(&bytes).into_owned()
+            }
+            _ => continue,
+        };
+        match name.as_ref() {
+            "MESSAGE" => message = text,
+            "__REALTIME_TIMESTAMP" => {
+                if let Some(t) = parse_uint(&text).and_then(chrono::DateTime::from_timestamp_micros)
+                {
+                    ev.timestamp = t;
+                }
+            }
+            "SYSLOG_IDENTIFIER" => program = Some(text),
+            "_COMM" => comm = Some(text),
+            "_PID" => pid = parse_uint(&text),
+            "SYSLOG_PID" => syslog_pid = parse_uint(&text),
+            "_HOSTNAME" => ev.fields.insert("host.name", text),
+            "PRIORITY" => {
+                if let Some(sev) = text.parse::<u8>().ok().filter(|s| *s < 8) {
+                    ev.fields
+                        .insert("log.syslog.severity.code", Value::Int(i64::from(sev)));
+                    ev.fields
+                        .insert("log.syslog.severity.name", severity_name(sev));
+                    ev.fields.insert("log.level", severity_name(sev));
+                }
+            }
+            "SYSLOG_FACILITY" => {
+                if let Some(fac) = text.parse::<u8>().ok().filter(|f| *f < 24) {
+                    ev.fields
+                        .insert("log.syslog.facility.code", Value::Int(i64::from(fac)));
+                    ev.fields
+                        .insert("log.syslog.facility.name", facility_name(fac));
+                }
+            }
+            "_SYSTEMD_UNIT" => ev.fields.insert("systemd.unit", text),
+            "_TRANSPORT" => ev.fields.insert("systemd.transport", text),
+            "_EXE" => ev.fields.insert("process.executable", text),
+            _ => {}
         }
-        Some(other) => other.to_string(),
-        None => String::new(),
-    };
-    let text = |map: &mut Map<String, Json>, k: &str| match map.remove(k) {
-        Some(Json::String(s)) if !s.is_empty() => Some(s),
-        _ => None,
-    };
-    if let Some(t) = text(&mut map, "__REALTIME_TIMESTAMP")
-        .and_then(|us| parse_uint(&us))
-        .and_then(chrono::DateTime::from_timestamp_micros)
-    {
-        ev.timestamp = t;
     }
-    let program = text(&mut map, "SYSLOG_IDENTIFIER").or_else(|| text(&mut map, "_COMM"));
+    let program = program.or(comm);
     if let Some(p) = &program {
         ev.fields.insert("process.name", p.as_str());
     }
-    if let Some(pid) = text(&mut map, "_PID")
-        .or_else(|| text(&mut map, "SYSLOG_PID"))
-        .and_then(|p| parse_uint(&p))
-    {
+    if let Some(pid) = pid.or(syslog_pid) {
         ev.fields.insert("process.pid", Value::Int(pid));
-    }
-    if let Some(h) = text(&mut map, "_HOSTNAME") {
-        ev.fields.insert("host.name", h);
-    }
-    let severity = text(&mut map, "PRIORITY").and_then(|p| p.parse::<u8>().ok());
-    if let Some(sev) = severity.filter(|s| *s < 8) {
-        ev.fields
-            .insert("log.syslog.severity.code", Value::Int(i64::from(sev)));
-        ev.fields
-            .insert("log.syslog.severity.name", severity_name(sev));
-        ev.fields.insert("log.level", severity_name(sev));
-    }
-    if let Some(fac) = text(&mut map, "SYSLOG_FACILITY").and_then(|p| p.parse::<u8>().ok()) {
-        if fac < 24 {
-            ev.fields
-                .insert("log.syslog.facility.code", Value::Int(i64::from(fac)));
-            ev.fields
-                .insert("log.syslog.facility.name", facility_name(fac));
-        }
-    }
-    for (key, field) in [
-        ("_SYSTEMD_UNIT", "systemd.unit"),
-        ("_TRANSPORT", "systemd.transport"),
-        ("_EXE", "process.executable"),
-    ] {
-        if let Some(v) = text(&mut map, key) {
-            ev.fields.insert(field, v);
-        }
     }
     JsonLine::Journal { message, program }
 }

@@ -38,7 +38,7 @@ use std::borrow::Cow;
 use crate::event::{Event, Value};
 
 use super::ecs::{firewall_action, set_address, set_port, transport, Side};
-use super::text::{ecs_mac, is_key, parse_uint, unescape_backslashes};
+use super::text::{concat, ecs_mac, is_key, parse_uint, unescape_backslashes};
 use super::timestamp::{from_epoch_text, parse_iso};
 use super::{Claim, ParseOptions, MAX_FIELDS};
 
@@ -239,7 +239,7 @@ pub(crate) fn parse(s: &str, ev: &mut Event, opts: &ParseOptions) -> (Claim, Str
             hint.push('|');
         }
         if !mapped && !v.is_empty() {
-            ev.fields.insert(format!("kv.{key}"), v);
+            ev.fields.insert(concat(&["kv.", key]), v);
         }
     }
     if count == 0 {

@@ -254,8 +254,11 @@ fn field_capacity(env: &syslog::Envelope<'_>) -> usize {
     }
     if env.app == Some("kernel") {
         n += 10;
+    } else if env.msg.starts_with("CEF:") || env.format == syslog::Format::PriOnly {
+        // CEF or key=value: about one field per '='.
+        n += memchr::memchr_iter(b'=', env.msg.as_bytes()).count() + 8;
     }
-    n
+    n.min(MAX_FIELDS)
 }
 
 /// An empty event received at `received` with room for `fields` fields.
@@ -353,7 +356,12 @@ impl Parser {
                 return (ev, route);
             }
         }
-        let mut ev = new_event(received, BASE_FIELDS);
+        let capacity = if line.starts_with("CEF:") || kv::looks_like(line) {
+            (BASE_FIELDS + memchr::memchr_iter(b'=', line.as_bytes()).count()).min(MAX_FIELDS)
+        } else {
+            BASE_FIELDS
+        };
+        let mut ev = new_event(received, capacity);
         if first == b'{' {
             match json::parse(line, &mut ev, &self.options) {
                 Some(json::JsonLine::Generic(claim)) => {
@@ -385,6 +393,13 @@ impl Parser {
             None => msg,
         };
         let program = program.unwrap_or_default();
+        if program == "kernel" {
+            if let Some(start) = netfilter::locate(msg) {
+                route.claim("netfilter", netfilter::parse_at(msg, start, ev));
+                ev.logsource = logsource::linux_firewall();
+                return;
+            }
+        }
         let is_pam = pam::is_pam(msg);
         let service = match program {
             "sshd" | "sshd-session" | "sshd-auth" => {
@@ -398,11 +413,6 @@ impl Parser {
                     route.claim("sudo", sudo::parse(msg, ev));
                 }
                 "sudo"
-            }
-            "kernel" if netfilter::looks_like(msg) => {
-                route.claim("netfilter", netfilter::parse(msg, ev));
-                ev.logsource = logsource::linux_firewall();
-                return;
             }
             _ if is_pam && route.claim("pam", pam::parse(msg, ev)) => "auth",
             p if accounts::is_account_tool(p) => {
@@ -448,9 +458,11 @@ impl Parser {
                 return true;
             }
         }
-        if netfilter::looks_like(text) && route.claim("netfilter", netfilter::parse(text, ev)) {
-            ev.logsource = logsource::linux_firewall();
-            return true;
+        if let Some(start) = netfilter::locate(text) {
+            if route.claim("netfilter", netfilter::parse_at(text, start, ev)) {
+                ev.logsource = logsource::linux_firewall();
+                return true;
+            }
         }
         if route.claim("web_access", web_access::parse(text, ev, &self.options)) {
             ev.logsource = logsource::webserver(self.options.web_product.as_deref());

@@ -34,14 +34,17 @@ use super::text::{canonical_ip, ecs_mac, find, is_ipv6, parse_port, parse_uint};
 use super::Claim;
 
 /// Cheap test: does the message carry a packet log (`IN=` … `OUT=` … `SRC=`)?
+/// Returns where the `IN=` key starts, for [`parse_at`].
+pub(crate) fn locate(msg: &str) -> Option<usize> {
+    let i = in_position(msg)?;
+    let tail = &msg[i..];
+    (find(tail, " OUT=").is_some() && find(tail, " SRC=").is_some()).then_some(i)
+}
+
+/// [`locate`] as a yes/no.
+#[cfg(test)]
 pub(crate) fn looks_like(msg: &str) -> bool {
-    match in_position(msg) {
-        Some(i) => {
-            let tail = &msg[i..];
-            find(tail, " OUT=").is_some() && find(tail, " SRC=").is_some()
-        }
-        None => false,
-    }
+    locate(msg).is_some()
 }
 
 /// Position of the `IN=` key (at the start or after a space).
@@ -52,10 +55,16 @@ fn in_position(msg: &str) -> Option<usize> {
     find(msg, " IN=").map(|i| i + 1)
 }
 
+#[cfg(test)]
 pub(crate) fn parse(msg: &str, ev: &mut Event) -> Claim {
-    let Some(start) = in_position(msg) else {
-        return Claim::No;
-    };
+    match in_position(msg) {
+        Some(start) => parse_at(msg, start, ev),
+        None => Claim::No,
+    }
+}
+
+/// Parses a packet log whose `IN=` key starts at `start` (from [`locate`]).
+pub(crate) fn parse_at(msg: &str, start: usize, ev: &mut Event) -> Claim {
     let prefix = strip_uptime(&msg[..start]).trim();
     let prefix = prefix.trim_end_matches(':').trim();
     let rule = prefix.trim_start_matches('[').trim_end_matches(']').trim();
@@ -168,7 +177,7 @@ pub(crate) fn parse(msg: &str, ev: &mut Event) -> Claim {
 fn strip_uptime(s: &str) -> &str {
     let t = s.trim_start();
     if let Some(rest) = t.strip_prefix('[') {
-        if let Some((stamp, after)) = rest.split_once(']') {
+        if let Some((stamp, after)) = super::text::split_byte(rest, b']') {
             if !stamp.is_empty()
                 && stamp
                     .bytes()

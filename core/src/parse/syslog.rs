@@ -484,7 +484,7 @@ pub(crate) fn apply(env: &Envelope<'_>, ev: &mut Event) {
     }
     for (id, name, value) in &env.structured {
         ev.fields.insert(
-            format!("log.syslog.structured_data.{id}.{name}"),
+            super::text::concat(&["log.syslog.structured_data.", id, ".", name]),
             value.as_ref(),
         );
     }
