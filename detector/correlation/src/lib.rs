@@ -3,6 +3,10 @@
 //!
 //! # Two halves
 //!
+//! With the Sigma engine, [`sigma::load_from_sigma`] does the loading: it
+//! takes the correlation documents the Sigma loader found and maps their
+//! field names through the same processing pipelines.
+//!
 //! * **Stage 1** (stateless, beside Sigma matching): [`CorrelationSet::load`]
 //!   takes the correlation documents and the detection rules' ids and names;
 //!   [`CorrelationSet::signals`] turns an event and the ids of the detection
@@ -123,6 +127,7 @@ pub mod metrics;
 mod packed;
 pub mod rule;
 pub mod set;
+pub mod sigma;
 pub mod signal;
 pub mod suppress;
 mod window;

@@ -44,14 +44,16 @@ pub struct BaseRule<'a> {
 
 /// Maps a Sigma field name, as a correlation writes it for events of a
 /// detection rule, to the event's field name (the processing pipelines'
-/// field mapping). The default is the identity.
+/// field mapping). The default is the identity. An error rejects the
+/// correlation (e.g. a field the pipelines map to several event fields:
+/// a group-by needs exactly one).
 pub trait FieldMapping: Send + Sync {
-    fn event_field(&self, base_rule_id: &str, sigma_field: &str) -> String;
+    fn event_field(&self, base_rule_id: &str, sigma_field: &str) -> Result<String, String>;
 }
 
 impl<F: Fn(&str, &str) -> String + Send + Sync> FieldMapping for F {
-    fn event_field(&self, base_rule_id: &str, sigma_field: &str) -> String {
-        self(base_rule_id, sigma_field)
+    fn event_field(&self, base_rule_id: &str, sigma_field: &str) -> Result<String, String> {
+        Ok(self(base_rule_id, sigma_field))
     }
 }
 
@@ -711,6 +713,15 @@ impl<'a> Loader<'a> {
     ) -> Option<String> {
         let r = &rules[i];
         for (reference, t) in r.rules.iter().zip(&targets[i]) {
+            if let (Target::Base(b), Some(m)) = (*t, &self.options.field_mapping) {
+                let base_id = self.base[b].id;
+                for name in r.group_by.iter().chain(&r.fields) {
+                    let field = r.field_for(name, reference).unwrap_or(name);
+                    if let Err(e) = m.event_field(base_id, field) {
+                        return Some(format!("field `{field}` for rule `{reference}`: {e}"));
+                    }
+                }
+            }
             let Target::Corr(c) = *t else { continue };
             if !valid[c] {
                 return Some(format!(
@@ -802,7 +813,11 @@ impl<'a> Loader<'a> {
                     let map = |name: &String| {
                         let field = r.field_for(name, reference).unwrap_or(name);
                         match &self.options.field_mapping {
-                            Some(m) => m.event_field(base_id, field),
+                            // Checked in `check_links`; an error cannot
+                            // reach here, keep the name as written if it did.
+                            Some(m) => m
+                                .event_field(base_id, field)
+                                .unwrap_or_else(|_| field.to_owned()),
                             None => field.to_owned(),
                         }
                     };
