@@ -166,7 +166,11 @@ transformations:
             .pipeline(pipeline.clone())
             .load_str("rules.yml", RULES);
         assert!(report.rejected.is_empty(), "{:?}", report.rejected);
-        let loaded = load_from_sigma(&engine, &[pipeline.clone()], &LoadOptions::default());
+        let loaded = load_from_sigma(
+            &engine,
+            std::slice::from_ref(&pipeline),
+            &LoadOptions::default(),
+        );
         assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
         let set = loaded.set;
         assert!(set.is_referenced("ssh-failed"));
