@@ -20,10 +20,19 @@ struct Args {
     expect: u64,
     #[arg(long, default_value_t = 300)]
     timeout: u64,
+    /// Create the topic with this many partitions first (if missing).
+    #[arg(long)]
+    create: Option<i32>,
 }
 
 fn main() -> anyhow::Result<()> {
     let a = Args::parse();
+    if let Some(p) = a.create {
+        qalqan_collector::loadgen::create_topic(&a.brokers, &a.topic, p)?;
+        if a.expect == 0 {
+            return Ok(());
+        }
+    }
     let start = Instant::now();
     let (n, at) = qalqan_collector::loadgen::wait_for_count(
         &a.brokers,

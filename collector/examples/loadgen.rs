@@ -36,8 +36,28 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     let a = Args::parse();
     let (took, total) = match a.proto {
-        Proto::Tcp => (send_tcp(a.addr, a.connections, a.lines, a.size, TcpFraming::Newline, a.rate)?, a.lines * a.connections as u64),
-        Proto::TcpOctet => (send_tcp(a.addr, a.connections, a.lines, a.size, TcpFraming::OctetCounting, a.rate)?, a.lines * a.connections as u64),
+        Proto::Tcp => (
+            send_tcp(
+                a.addr,
+                a.connections,
+                a.lines,
+                a.size,
+                TcpFraming::Newline,
+                a.rate,
+            )?,
+            a.lines * a.connections as u64,
+        ),
+        Proto::TcpOctet => (
+            send_tcp(
+                a.addr,
+                a.connections,
+                a.lines,
+                a.size,
+                TcpFraming::OctetCounting,
+                a.rate,
+            )?,
+            a.lines * a.connections as u64,
+        ),
         Proto::Udp => (send_udp(a.addr, a.lines, a.size, a.rate)?, a.lines),
     };
     println!(

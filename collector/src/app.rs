@@ -55,6 +55,7 @@ pub struct Running {
     retries: JoinHandle<()>,
     background: Vec<JoinHandle<()>>,
     stdin: Option<JoinHandle<u64>>,
+    replay: bool,
     _lock: std::fs::File,
     /// Bound address of each network source, by id.
     pub source_addrs: BTreeMap<String, SocketAddr>,
@@ -120,6 +121,7 @@ pub async fn start(cfg: Config, opts: RunOptions) -> anyhow::Result<Running> {
         tracker,
         metrics.clone(),
         stop_sources.clone(),
+        crate::disk::append_budget(&cfg.buffer),
     );
     let identity = Identity {
         name: c.name.clone(),
@@ -161,12 +163,16 @@ pub async fn start(cfg: Config, opts: RunOptions) -> anyhow::Result<Running> {
         _ => Some(tokio::spawn(router.clone().run_drain(stop_drain.clone()))),
     };
     background.push(tokio::spawn(
-        router.clone().run_acker(Duration::from_millis(200), stop_background.clone()),
+        router
+            .clone()
+            .run_acker(Duration::from_millis(50), stop_background.clone()),
     ));
     let heartbeat = Heartbeat::new(pipeline.clone());
     if cfg.heartbeat.enabled && !opts.stdin {
         background.push(tokio::spawn(
-            heartbeat.clone().run(cfg.heartbeat.interval, stop_background.clone()),
+            heartbeat
+                .clone()
+                .run(cfg.heartbeat.interval, stop_background.clone()),
         ));
     }
     let mut sources = Vec::new();
@@ -208,6 +214,7 @@ pub async fn start(cfg: Config, opts: RunOptions) -> anyhow::Result<Running> {
         retries,
         background,
         stdin,
+        replay: opts.stdin,
         _lock: lock,
         source_addrs,
         metrics_addr,
@@ -224,7 +231,10 @@ impl Running {
             match self.stdin.as_mut() {
                 Some(h) => {
                     let n = h.await.unwrap_or(0);
-                    tracing::info!(lines = n, "stdin ended; waiting for Kafka to confirm everything");
+                    tracing::info!(
+                        lines = n,
+                        "stdin ended; waiting for Kafka to confirm everything"
+                    );
                     self.router.wait_idle(&self.stop_background).await;
                 }
                 None => std::future::pending::<()>().await,
@@ -249,15 +259,16 @@ impl Running {
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let timeout = self.cfg.collector.shutdown_timeout;
         self.stop_sources.cancel();
-        for h in self.sources {
-            if tokio::time::timeout(timeout, h).await.is_err() {
-                tracing::error!("a source did not stop within {timeout:?} (is Kafka down and the buffer full?)");
+        for mut h in self.sources {
+            if tokio::time::timeout(timeout, &mut h).await.is_err() {
+                tracing::error!("a source did not stop within {timeout:?} (is Kafka down and the buffer full?); its unsaved lines are read again after restart");
+                h.abort();
             }
         }
         if let Some(h) = self.stdin {
             h.abort();
         }
-        if self.cfg.heartbeat.enabled {
+        if self.cfg.heartbeat.enabled && !self.replay {
             self.heartbeat.send(true);
         }
         self.stop_drain.cancel();
@@ -282,7 +293,10 @@ impl Running {
         }
         self.router.final_ack();
         for f in self.finishers {
-            if tokio::time::timeout(Duration::from_secs(10), f).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(10), f)
+                .await
+                .is_err()
+            {
                 tracing::error!("a checkpoint was not saved in time");
             }
         }

@@ -65,7 +65,10 @@ pub struct SinkConfig {
     #[serde(default = "default_linger", with = "core_config::duration")]
     pub linger: Duration,
     /// librdkafka `batch.size` in bytes.
-    #[serde(default = "default_batch_bytes", deserialize_with = "core_config::size::deserialize")]
+    #[serde(
+        default = "default_batch_bytes",
+        deserialize_with = "core_config::size::deserialize"
+    )]
     pub batch_bytes: u64,
     /// zstd level (1–19; librdkafka `compression.level`).
     #[serde(default = "default_zstd_level")]
@@ -138,9 +141,15 @@ pub struct BufferSection {
     /// Defaults to `<state_dir>/buffer`.
     #[serde(default)]
     pub dir: Option<PathBuf>,
-    #[serde(default = "default_buffer_max", deserialize_with = "core_config::size::deserialize")]
+    #[serde(
+        default = "default_buffer_max",
+        deserialize_with = "core_config::size::deserialize"
+    )]
     pub max_bytes: u64,
-    #[serde(default = "default_segment", deserialize_with = "core_config::size::deserialize")]
+    #[serde(
+        default = "default_segment",
+        deserialize_with = "core_config::size::deserialize"
+    )]
     pub segment_bytes: u64,
     #[serde(default = "default_fsync")]
     pub fsync: FsyncMode,
@@ -229,10 +238,22 @@ impl ParseSection {
             max_line_bytes: self.max_line_bytes.or(global.max_line_bytes),
             timezone: self.timezone.clone().or_else(|| global.timezone.clone()),
             rfc3164_year: self.rfc3164_year.or(global.rfc3164_year),
-            web_product: self.web_product.clone().or_else(|| global.web_product.clone()),
-            json_product: self.json_product.clone().or_else(|| global.json_product.clone()),
-            json_service: self.json_service.clone().or_else(|| global.json_service.clone()),
-            json_category: self.json_category.clone().or_else(|| global.json_category.clone()),
+            web_product: self
+                .web_product
+                .clone()
+                .or_else(|| global.web_product.clone()),
+            json_product: self
+                .json_product
+                .clone()
+                .or_else(|| global.json_product.clone()),
+            json_service: self
+                .json_service
+                .clone()
+                .or_else(|| global.json_service.clone()),
+            json_category: self
+                .json_category
+                .clone()
+                .or_else(|| global.json_category.clone()),
         }
     }
 
@@ -273,7 +294,11 @@ impl ParseSection {
         }
         if let Some(tz) = &self.timezone {
             if let Err(e) = qalqan_core::parse::parse_utc_offset(tz) {
-                return Err(bad(format!("{prefix}.timezone"), e, "write e.g. \"+05:00\" or \"UTC\""));
+                return Err(bad(
+                    format!("{prefix}.timezone"),
+                    e,
+                    "write e.g. \"+05:00\" or \"UTC\"",
+                ));
             }
         }
         if let Some(y) = self.rfc3164_year {
@@ -392,7 +417,10 @@ impl SourceConfig {
 pub struct UdpSourceConfig {
     pub listen: SocketAddr,
     /// Kernel receive buffer (SO_RCVBUF); large to ride out bursts.
-    #[serde(default = "default_rcvbuf", deserialize_with = "core_config::size::deserialize")]
+    #[serde(
+        default = "default_rcvbuf",
+        deserialize_with = "core_config::size::deserialize"
+    )]
     pub receive_buffer: u64,
     /// Parallel parse tasks behind the receiving thread.
     #[serde(default = "default_udp_workers")]
@@ -415,7 +443,10 @@ fn default_udp_workers() -> usize {
 pub struct TcpSourceConfig {
     pub listen: SocketAddr,
     /// Frames longer than this are cut, tagged `qalqan.truncated`, the rest skipped.
-    #[serde(default = "default_max_line", deserialize_with = "core_config::size::deserialize")]
+    #[serde(
+        default = "default_max_line",
+        deserialize_with = "core_config::size::deserialize"
+    )]
     pub max_frame_bytes: u64,
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
@@ -443,7 +474,10 @@ pub struct TlsSourceConfig {
     /// Refuse clients without a certificate signed by `client_ca`.
     #[serde(default)]
     pub require_client_cert: bool,
-    #[serde(default = "default_max_line", deserialize_with = "core_config::size::deserialize")]
+    #[serde(
+        default = "default_max_line",
+        deserialize_with = "core_config::size::deserialize"
+    )]
     pub max_frame_bytes: u64,
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
@@ -487,7 +521,10 @@ pub struct FileSourceConfig {
     /// A file renamed away or deleted is still read this long after it stopped growing.
     #[serde(default = "default_rotate_wait", with = "core_config::duration")]
     pub rotate_wait: Duration,
-    #[serde(default = "default_max_line", deserialize_with = "core_config::size::deserialize")]
+    #[serde(
+        default = "default_max_line",
+        deserialize_with = "core_config::size::deserialize"
+    )]
     pub max_line_bytes: u64,
     /// Parser options for this source only (override `[parse]`).
     #[serde(default)]
@@ -544,8 +581,7 @@ fn bad(key: impl Into<String>, problem: impl Into<String>, fix: impl Into<String
 fn name_ok(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 128
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
@@ -562,7 +598,10 @@ impl Config {
         if !name_ok(&c.name) {
             return Err(bad(
                 "collector.name",
-                format!("`{}` is empty or has characters other than A-Z a-z 0-9 - _ .", c.name),
+                format!(
+                    "`{}` is empty or has characters other than A-Z a-z 0-9 - _ .",
+                    c.name
+                ),
                 "give each collector a unique name such as `mof-dc1-col1`",
             ));
         }
@@ -693,6 +732,24 @@ impl Config {
                 "raise buffer.max_bytes or lower buffer.segment_bytes",
             ));
         }
+        // One event (its JSON may be several times its line) must fit in
+        // one buffer segment.
+        let seg = b.segment_bytes.min(b.max_bytes / 4);
+        let mut max_line = self.parse.max_line() as u64;
+        for src in self.sources.values() {
+            if let Some(p) = src.parse() {
+                max_line = max_line.max(p.over(&self.parse).max_line() as u64);
+            }
+        }
+        if seg < 7 * max_line {
+            return Err(bad(
+                "buffer.segment_bytes",
+                format!(
+                    "segments of {seg} bytes (min of segment_bytes and max_bytes/4) cannot hold an event of a {max_line}-byte line"
+                ),
+                "raise buffer.segment_bytes and buffer.max_bytes to at least 7x and 28x parse.max_line_bytes",
+            ));
+        }
         if b.fsync == FsyncMode::Interval && b.fsync_interval < Duration::from_millis(1) {
             return Err(bad(
                 "buffer.fsync_interval",
@@ -766,7 +823,11 @@ pub fn deep_check(cfg: &Config) -> Result<String, String> {
             SourceConfig::Tls(t) => format!(
                 "tls {}{}",
                 t.listen,
-                if t.require_client_cert { " (client certificates required)" } else { "" }
+                if t.require_client_cert {
+                    " (client certificates required)"
+                } else {
+                    ""
+                }
             ),
             SourceConfig::File(f) => format!("file {}", f.include.join(", ")),
             SourceConfig::Journald(j) => format!("journald via {}", j.command),
@@ -824,7 +885,11 @@ fn validate_source(key: &str, src: &SourceConfig) -> Result<(), Invalid> {
                     "allow at least 1 connection (default 1024)",
                 ));
             }
-            for (name, path) in [("cert", Some(&t.cert)), ("key", Some(&t.key)), ("client_ca", t.client_ca.as_ref())] {
+            for (name, path) in [
+                ("cert", Some(&t.cert)),
+                ("key", Some(&t.key)),
+                ("client_ca", t.client_ca.as_ref()),
+            ] {
                 if let Some(p) = path {
                     if let Err(e) = std::fs::metadata(p) {
                         return Err(bad(
@@ -855,15 +920,25 @@ fn validate_source(key: &str, src: &SourceConfig) -> Result<(), Invalid> {
                 for (i, pat) in list.iter().enumerate() {
                     let k = format!("{key}.{name}[{i}]");
                     if !pat.starts_with('/') {
-                        return Err(bad(k, format!("`{pat}` is not absolute"), "start the pattern with /"));
+                        return Err(bad(
+                            k,
+                            format!("`{pat}` is not absolute"),
+                            "start the pattern with /",
+                        ));
                     }
                     if let Err(e) = glob::Pattern::new(pat) {
-                        return Err(bad(k, format!("`{pat}` is not a glob: {e}"), "fix the pattern"));
+                        return Err(bad(
+                            k,
+                            format!("`{pat}` is not a glob: {e}"),
+                            "fix the pattern",
+                        ));
                     }
                 }
             }
             validate_frame(&format!("{key}.max_line_bytes"), f.max_line_bytes)?;
-            if f.poll_interval < Duration::from_millis(10) || f.poll_interval > Duration::from_secs(60) {
+            if f.poll_interval < Duration::from_millis(10)
+                || f.poll_interval > Duration::from_secs(60)
+            {
                 return Err(bad(
                     format!("{key}.poll_interval"),
                     "is outside 10ms..60s",
@@ -921,10 +996,16 @@ brokers = "127.0.0.1:19092"
 
     #[test]
     fn errors_name_the_key() {
-        let e = load("[sources.s]\ntype = \"tcp\"\nlisten = \"127.0.0.1:5514\"\nmax_frame = 3\n").unwrap_err();
+        let e = load("[sources.s]\ntype = \"tcp\"\nlisten = \"127.0.0.1:5514\"\nmax_frame = 3\n")
+            .unwrap_err();
         assert!(e.to_string().contains("max_frame"), "{e}");
-        let e = load("[sources.s]\ntype = \"tcp\"\nlisten = \"127.0.0.1:5514\"\nmax_frame_bytes = 3\n").unwrap_err();
-        assert!(e.to_string().contains("key `sources.s.max_frame_bytes`"), "{e}");
+        let e =
+            load("[sources.s]\ntype = \"tcp\"\nlisten = \"127.0.0.1:5514\"\nmax_frame_bytes = 3\n")
+                .unwrap_err();
+        assert!(
+            e.to_string().contains("key `sources.s.max_frame_bytes`"),
+            "{e}"
+        );
         let e = load("[sources.s]\ntype = \"file\"\ninclude = [\"var/log/*.log\"]\n").unwrap_err();
         assert!(e.to_string().contains("key `sources.s.include[0]`"), "{e}");
         let e = load("[buffer]\nmode = \"sometimes\"\n[sources.s]\ntype = \"udp\"\nlisten = \"127.0.0.1:1\"\n").unwrap_err();

@@ -114,10 +114,14 @@ impl Heartbeat {
         f.insert("observer.version", crate::VERSION);
         f.insert("observer.type", "collector");
         f.insert("host.name", id.hostname.as_str());
-        let c = |k: &'static str| -> std::borrow::Cow<'static, str> { std::borrow::Cow::Borrowed(k) };
+        let c =
+            |k: &'static str| -> std::borrow::Cow<'static, str> { std::borrow::Cow::Borrowed(k) };
         f.insert(c("qalqan.collector.version"), crate::VERSION);
         f.insert(c("qalqan.collector.run_id"), self.run_id.as_str());
-        f.insert(c("qalqan.collector.uptime_seconds"), self.started.elapsed().as_secs());
+        f.insert(
+            c("qalqan.collector.uptime_seconds"),
+            self.started.elapsed().as_secs(),
+        );
         f.insert(c("qalqan.collector.stopping"), stopping);
         f.insert(c("qalqan.collector.last_sequence"), last);
         f.insert(c("qalqan.collector.sequence_start"), seq_start);
@@ -126,9 +130,18 @@ impl Heartbeat {
         f.insert(c("qalqan.collector.events_sent"), m.events_sent.get());
         f.insert(c("qalqan.collector.send_errors"), m.send_errors.get());
         f.insert(c("qalqan.collector.udp_dropped"), m.udp_dropped_total());
-        f.insert(c("qalqan.collector.buffer_mode"), mode_name(p.router().mode()));
-        f.insert(c("qalqan.collector.buffer_bytes"), Value::Int(m.buffer_bytes.get()));
-        f.insert(c("qalqan.collector.buffer_events"), Value::Int(m.buffer_events.get()));
+        f.insert(
+            c("qalqan.collector.buffer_mode"),
+            mode_name(p.router().mode()),
+        );
+        f.insert(
+            c("qalqan.collector.buffer_bytes"),
+            Value::Int(m.buffer_bytes.get()),
+        );
+        f.insert(
+            c("qalqan.collector.buffer_events"),
+            Value::Int(m.buffer_events.get()),
+        );
         f.insert(
             c("qalqan.collector.oldest_unsent_seconds"),
             Value::Float((m.oldest_unsent_seconds.get() * 1000.0).round() / 1000.0),
@@ -146,7 +159,12 @@ impl Heartbeat {
         };
         let sink = self.pipeline.router().sink();
         if sink
-            .try_send(&record, Box::new(Token { origin: Origin::Heartbeat }))
+            .try_send(
+                &record,
+                Box::new(Token {
+                    origin: Origin::Heartbeat,
+                }),
+            )
             .is_err()
         {
             tracing::debug!("heartbeat skipped: producer queue full");

@@ -26,7 +26,11 @@ pub fn syslog_line(stream: usize, i: u64, size: usize) -> Vec<u8> {
         i % 1_000_000,
         stream % 100
     );
-    let tail = format!(" from 203.0.113.{} port {} ssh2", i % 250 + 1, 1024 + i % 60000);
+    let tail = format!(
+        " from 203.0.113.{} port {} ssh2",
+        i % 250 + 1,
+        1024 + i % 60000
+    );
     let mut line = head.into_bytes();
     let pad = size.saturating_sub(line.len() + tail.len());
     if pad > 0 {
@@ -117,7 +121,11 @@ pub fn send_tcp(
 
 /// Sends `lines` datagrams at `rate` lines/s; returns the time taken.
 pub fn send_udp(addr: SocketAddr, lines: u64, size: usize, rate: u64) -> std::io::Result<Duration> {
-    let sock = UdpSocket::bind(if addr.is_ipv4() { "127.0.0.1:0" } else { "[::1]:0" })?;
+    let sock = UdpSocket::bind(if addr.is_ipv4() {
+        "127.0.0.1:0"
+    } else {
+        "[::1]:0"
+    })?;
     sock.connect(addr)?;
     let pacer = Pacer::new(rate);
     let start = Instant::now();
@@ -158,6 +166,30 @@ pub fn topic_message_count(brokers: &str, topic: &str) -> anyhow::Result<u64> {
         }
     }
     Ok(total)
+}
+
+/// Creates `topic` with `partitions` partitions (an existing one is fine).
+pub fn create_topic(brokers: &str, topic: &str, partitions: i32) -> anyhow::Result<()> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let res = rt.block_on(admin.create_topics(
+        &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+        &AdminOptions::new(),
+    ))?;
+    for r in res {
+        match r {
+            Ok(_) => {}
+            Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((t, e)) => anyhow::bail!("cannot create topic {t}: {e}"),
+        }
+    }
+    Ok(())
 }
 
 /// Polls until `topic` holds at least `expect` messages or `timeout`

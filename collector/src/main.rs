@@ -13,7 +13,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use qalqan_collector::config::Config;
 
 #[derive(Parser)]
-#[command(name = "qalqan-collector", version, about = "Collects logs at the edge, parses them and forwards them to Kafka without losing any.")]
+#[command(
+    name = "qalqan-collector",
+    version,
+    about = "Collects logs at the edge, parses them and forwards them to Kafka without losing any."
+)]
 struct Cli {
     /// The TOML config file.
     #[arg(long, short)]
@@ -62,7 +66,9 @@ fn load(path: &std::path::Path, stdin: bool) -> Result<Config, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::CheckConfig { file }) = &cli.command {
-        return match load(file, false).and_then(|c| qalqan_collector::config::deep_check(&c).map(|s| (c, s))) {
+        return match load(file, false)
+            .and_then(|c| qalqan_collector::config::deep_check(&c).map(|s| (c, s)))
+        {
             Ok((_, summary)) => {
                 println!("{}: OK\n{summary}", file.display());
                 ExitCode::SUCCESS
@@ -74,7 +80,9 @@ fn main() -> ExitCode {
         };
     }
     let Some(path) = cli.config else {
-        eprintln!("qalqan-collector: --config FILE is required (or: check-config FILE); see --help");
+        eprintln!(
+            "qalqan-collector: --config FILE is required (or: check-config FILE); see --help"
+        );
         return ExitCode::from(2);
     };
     init_logging(cli.log_format);
@@ -86,7 +94,10 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the async runtime: {e}");

@@ -40,9 +40,8 @@ pub struct Metrics {
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let v = IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| {
-        unreachable!("metric {name} is statically valid: {e}")
-    });
+    let v = IntCounterVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| unreachable!("metric {name} is statically valid: {e}"));
     register(r, Box::new(v.clone()));
     v
 }
@@ -184,7 +183,8 @@ impl Metrics {
             &["version", "name", "agency"],
         )
         .unwrap_or_else(|e| unreachable!("static metric: {e}"));
-        info.with_label_values(&[crate::VERSION, name, agency]).set(1);
+        info.with_label_values(&[crate::VERSION, name, agency])
+            .set(1);
         register(&m.registry, Box::new(info));
         m.start_time_seconds
             .set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
@@ -204,7 +204,9 @@ impl Metrics {
         if n == 0 {
             return;
         }
-        self.udp_dropped.with_label_values(&[source, reason]).inc_by(n);
+        self.udp_dropped
+            .with_label_values(&[source, reason])
+            .inc_by(n);
         self.udp_dropped_total.fetch_add(n, Ordering::Relaxed);
     }
 

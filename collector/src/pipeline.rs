@@ -202,9 +202,14 @@ impl Pipeline {
             if line.truncated {
                 ev.add_tag(tags::TRUNCATED);
             }
-            for (i, t) in [tags::TRUNCATED, tags::INVALID_UTF8, tags::PARTIAL, tags::UNPARSED]
-                .iter()
-                .enumerate()
+            for (i, t) in [
+                tags::TRUNCATED,
+                tags::INVALID_UTF8,
+                tags::PARTIAL,
+                tags::UNPARSED,
+            ]
+            .iter()
+            .enumerate()
             {
                 if ev.has_tag(t) {
                     flag_counts[i] += 1;
@@ -241,7 +246,10 @@ impl Pipeline {
         for (p, c) in parser_counts {
             self.metrics.events_parsed.with_label_values(&[p]).inc_by(c);
         }
-        for (i, name) in ["truncated", "invalid_utf8", "partial", "unparsed"].iter().enumerate() {
+        for (i, name) in ["truncated", "invalid_utf8", "partial", "unparsed"]
+            .iter()
+            .enumerate()
+        {
             if flag_counts[i] > 0 {
                 self.metrics
                     .events_flagged
@@ -249,13 +257,13 @@ impl Pipeline {
                     .inc_by(flag_counts[i]);
             }
         }
-        let first = self
-            .with_sequence(|s| s.allocate(n as u64))
-            .map_err(|e| {
-                self.metrics.state_write_errors.inc();
-                ProcessError::Sequence(e)
-            })?;
-        self.metrics.last_sequence.set((first + n as u64 - 1) as i64);
+        let first = self.with_sequence(|s| s.allocate(n as u64)).map_err(|e| {
+            self.metrics.state_write_errors.inc();
+            ProcessError::Sequence(e)
+        })?;
+        self.metrics
+            .last_sequence
+            .set((first + n as u64 - 1) as i64);
         let mut records = Vec::with_capacity(n);
         let name = self.identity.name.as_bytes();
         for (i, mut ev) in events.into_iter().enumerate() {

@@ -28,9 +28,10 @@ use crate::sink::{KafkaSink, Origin, Record, Returned, Token};
 /// Why a batch was not accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum RouteError {
-    /// The disk buffer is full and the source cannot wait (UDP).
-    #[error("disk buffer full")]
-    BufferFull,
+    /// The disk buffer is full and the source cannot wait (UDP): this
+    /// many events of the batch were not kept.
+    #[error("disk buffer full ({0} events not kept)")]
+    BufferFull(usize),
     #[error("disk buffer: {0}")]
     Buffer(String),
 }
@@ -83,6 +84,8 @@ pub struct Router {
     metrics: Arc<Metrics>,
     /// Set when the collector stops: appends stop retrying.
     stop: CancellationToken,
+    /// Bytes per buffer append (big batches are split).
+    append_budget: usize,
 }
 
 impl Router {
@@ -96,6 +99,7 @@ impl Router {
         tracker: Arc<Mutex<Tracker>>,
         metrics: Arc<Metrics>,
         stop: CancellationToken,
+        append_budget: usize,
     ) -> Arc<Router> {
         let backlog = buffer
             .as_ref()
@@ -111,6 +115,7 @@ impl Router {
             tracker,
             metrics,
             stop,
+            append_budget,
         })
     }
 
@@ -143,7 +148,12 @@ impl Router {
                 self.sink.wait_for_room(records.len()).await;
                 for r in records {
                     self.sink
-                        .send(r, Box::new(Token { origin: Origin::Direct(ack.clone()) }))
+                        .send(
+                            r,
+                            Box::new(Token {
+                                origin: Origin::Direct(ack.clone()),
+                            }),
+                        )
                         .await;
                 }
                 Ok(())
@@ -204,11 +214,50 @@ impl Router {
         ack: Option<Ack>,
         may_wait: bool,
     ) -> Result<(), RouteError> {
-        let n = records.len();
         let Some(buffer) = &self.buffer else {
-            self.pending_in_buffer.fetch_sub(n as i64, Ordering::AcqRel);
+            self.pending_in_buffer
+                .fetch_sub(records.len() as i64, Ordering::AcqRel);
             return Err(RouteError::Buffer("no disk buffer configured".into()));
         };
+        // One append must fit in a buffer segment: split big batches into
+        // groups, appended in order.
+        let mut start = 0;
+        while start < records.len() {
+            let mut end = start;
+            let mut bytes = 0usize;
+            while end < records.len() {
+                let len = records[end].key.len() + records[end].payload.len() + 64;
+                if end > start && bytes + len > self.append_budget {
+                    break;
+                }
+                bytes += len;
+                end += 1;
+            }
+            if let Err(e) = self
+                .append_group(buffer, &records[start..end], may_wait)
+                .await
+            {
+                self.pending_in_buffer
+                    .fetch_sub((records.len() - start) as i64, Ordering::AcqRel);
+                return Err(match e {
+                    RouteError::BufferFull(_) => RouteError::BufferFull(records.len() - start),
+                    other => other,
+                });
+            }
+            if let Some(ack) = &ack {
+                ack.done(end - start);
+            }
+            start = end;
+        }
+        Ok(())
+    }
+
+    async fn append_group(
+        &self,
+        buffer: &DiskBuffer,
+        records: &[Record],
+        may_wait: bool,
+    ) -> Result<(), RouteError> {
         let encoded: Vec<Vec<u8>> = records.iter().map(Record::encode).collect();
         let refs: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
         loop {
@@ -218,19 +267,16 @@ impl Router {
                 buffer.try_append(&refs)
             };
             match res {
-                Ok(_) => {
-                    if let Some(ack) = ack {
-                        ack.done(n);
-                    }
-                    return Ok(());
-                }
+                Ok(_) => return Ok(()),
                 Err(e) if crate::disk::is_full(&e) => {
-                    self.pending_in_buffer.fetch_sub(n as i64, Ordering::AcqRel);
-                    return Err(RouteError::BufferFull);
+                    return Err(RouteError::BufferFull(records.len()))
+                }
+                Err(e) if crate::disk::is_permanent(&e) => {
+                    tracing::error!(events = records.len(), "events cannot be buffered: {e}");
+                    return Err(RouteError::Buffer(e.to_string()));
                 }
                 Err(e) => {
                     if !may_wait || self.stop.is_cancelled() {
-                        self.pending_in_buffer.fetch_sub(n as i64, Ordering::AcqRel);
                         return Err(RouteError::Buffer(e.to_string()));
                     }
                     // A sick disk: hold the source back and try again.
@@ -274,7 +320,12 @@ impl Router {
                 match Record::decode(&bytes) {
                     Some(record) => {
                         self.sink
-                            .send(&record, Box::new(Token { origin: Origin::Buffered(id) }))
+                            .send(
+                                &record,
+                                Box::new(Token {
+                                    origin: Origin::Buffered(id),
+                                }),
+                            )
                             .await
                     }
                     None => {
@@ -361,23 +412,45 @@ impl Router {
         let Some(buffer) = &self.buffer else {
             return direct.len();
         };
-        let encoded: Vec<Vec<u8>> = direct.iter().map(|(r, _)| r.encode()).collect();
-        let refs: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
-        match buffer.try_append(&refs) {
-            Ok(_) => {
-                for (_, ack) in &direct {
-                    if let Some(a) = ack {
-                        a.done(1);
-                    }
+        let mut lost = 0;
+        let mut kept = 0;
+        let mut i = 0;
+        while i < direct.len() {
+            let mut end = i;
+            let mut bytes = 0;
+            while end < direct.len() {
+                let len = direct[end].0.key.len() + direct[end].0.payload.len() + 64;
+                if end > i && bytes + len > self.append_budget {
+                    break;
                 }
-                tracing::info!(events = direct.len(), "kept unsent events in the disk buffer");
-                0
+                bytes += len;
+                end += 1;
             }
-            Err(e) => {
-                tracing::error!("cannot keep {} unsent events in the disk buffer: {e}", direct.len());
-                direct.len()
+            let encoded: Vec<Vec<u8>> = direct[i..end].iter().map(|(r, _)| r.encode()).collect();
+            let refs: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
+            match buffer.try_append(&refs) {
+                Ok(_) => {
+                    for (_, ack) in &direct[i..end] {
+                        if let Some(a) = ack {
+                            a.done(1);
+                        }
+                    }
+                    kept += end - i;
+                }
+                Err(e) => {
+                    tracing::error!(
+                        "cannot keep {} unsent events in the disk buffer: {e}",
+                        end - i
+                    );
+                    lost += end - i;
+                }
             }
+            i = end;
         }
+        if kept > 0 {
+            tracing::info!(events = kept, "kept unsent events in the disk buffer");
+        }
+        lost
     }
 }
 

@@ -162,7 +162,11 @@ impl SequenceAllocator {
             "qalqan-sequence v1 last={} clean={} boot={}",
             self.last,
             u8::from(clean),
-            if self.boot_id.is_empty() { "-" } else { &self.boot_id }
+            if self.boot_id.is_empty() {
+                "-"
+            } else {
+                &self.boot_id
+            }
         )
         .into_bytes();
         rec.resize(RECORD_LEN - 1, b' ');
@@ -245,7 +249,10 @@ mod tests {
         a.allocate(100).expect("alloc");
         drop(a);
         // Simulate a power cut: the exact record is stale and from another boot.
-        let rec = format!("qalqan-sequence v1 last=40 clean=0 boot=other-boot{}\n", " ".repeat(60));
+        let rec = format!(
+            "qalqan-sequence v1 last=40 clean=0 boot=other-boot{}\n",
+            " ".repeat(60)
+        );
         std::fs::write(dir.path().join("sequence.state"), rec).expect("write");
         let mut b = SequenceAllocator::open(dir.path()).expect("open");
         assert!(matches!(b.resume(), Resume::Reserved { .. }));

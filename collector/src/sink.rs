@@ -19,7 +19,9 @@ use qalqan_core::kafka::KafkaSettings;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig, ThreadedProducer};
+use rdkafka::producer::{
+    BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig, ThreadedProducer,
+};
 use rdkafka::ClientContext;
 use tokio::sync::{mpsc, Notify};
 
@@ -214,7 +216,10 @@ pub fn producer_properties(
         ("acks".into(), "all".into()),
         ("enable.idempotence".into(), "true".into()),
         ("compression.type".into(), "zstd".into()),
-        ("compression.level".into(), sink.compression_level.to_string()),
+        (
+            "compression.level".into(),
+            sink.compression_level.to_string(),
+        ),
         ("linger.ms".into(), sink.linger.as_millis().to_string()),
         ("batch.size".into(), sink.batch_bytes.to_string()),
         ("message.timeout.ms".into(), "0".into()),
@@ -355,8 +360,10 @@ impl KafkaSink {
                 if count {
                     self.shared.finished();
                 }
-                let queue_full =
-                    matches!(err, KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull));
+                let queue_full = matches!(
+                    err,
+                    KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)
+                );
                 if !queue_full {
                     self.shared.metrics.send_errors.inc();
                     tracing::warn!("kafka produce refused, will retry: {err}");
@@ -432,10 +439,11 @@ impl KafkaSink {
         }
     }
 
-    /// Waits (up to `timeout`) until Kafka confirmed everything in flight.
+    /// Waits (up to `timeout`) until Kafka confirmed everything in flight
+    /// (heartbeats included).
     pub async fn flush(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
-        while self.in_flight() > 0 {
+        while self.in_flight() > 0 || self.producer.in_flight_count() > 0 {
             if Instant::now() >= deadline {
                 return false;
             }
@@ -448,7 +456,8 @@ impl KafkaSink {
     /// messages (the caller keeps them on disk where it can).
     pub fn purge(&self) -> Vec<Returned> {
         self.shared.purging.store(true, Ordering::Release);
-        self.producer.purge(PurgeConfig::default().queue().inflight());
+        self.producer
+            .purge(PurgeConfig::default().queue().inflight());
         let _ = self.producer.flush(Duration::from_secs(2));
         match self.shared.purged.lock() {
             Ok(mut p) => std::mem::take(&mut *p),

@@ -76,7 +76,13 @@ pub fn lock_dir(dir: &Path) -> anyhow::Result<File> {
 pub fn file_name_for(prefix: &str, id: &str, suffix: &str) -> String {
     let clean: String = id
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     format!("{prefix}{clean}{suffix}")
 }
@@ -92,7 +98,10 @@ mod tests {
         assert!(read_optional(&p).expect("read").is_none());
         write_atomic(&p, b"one").expect("write");
         write_atomic(&p, b"two").expect("write");
-        assert_eq!(read_optional(&p).expect("read").as_deref(), Some(&b"two"[..]));
+        assert_eq!(
+            read_optional(&p).expect("read").as_deref(),
+            Some(&b"two"[..])
+        );
         assert!(!tmp_path(&p).exists());
     }
 }

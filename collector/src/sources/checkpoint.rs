@@ -86,7 +86,17 @@ pub async fn run<K, V, S>(
         let Some(msg) = msg else { break };
         match msg {
             Update::Advance { key, value, wait } => {
-                if wait.wait().await {
+                // Keep saving what is confirmed while this batch is pending.
+                let mut pending = std::pin::pin!(wait.wait());
+                let ok = loop {
+                    tokio::select! {
+                        ok = &mut pending => break ok,
+                        _ = tokio::time::sleep(every), if dirty => {
+                            if save(&map) { dirty = false; last_save = Instant::now(); }
+                        }
+                    }
+                };
+                if ok {
                     if !stuck.contains(&key) {
                         map.insert(key, value);
                         dirty = true;

@@ -36,6 +36,10 @@ use crate::pipeline::{Batch, Pipeline, RawLine, SourceInfo};
 use crate::sources::checkpoint::{self, JsonFile, Update};
 
 const CHUNK: usize = 256 * 1024;
+/// Lines per batch: each batch gets its own checkpoint position, and a
+/// batch this size fits in one disk-buffer append, so a position is never
+/// split across appends.
+const BATCH_LINES: usize = 256;
 const FINGERPRINT_LEN: u64 = 256;
 
 /// A file's identity.
@@ -192,7 +196,10 @@ impl FileSource {
         let exclude = cfg
             .exclude
             .iter()
-            .map(|p| glob::Pattern::new(p).map_err(|e| anyhow::anyhow!("sources.{id}.exclude `{p}`: {e}")))
+            .map(|p| {
+                glob::Pattern::new(p)
+                    .map_err(|e| anyhow::anyhow!("sources.{id}.exclude `{p}`: {e}"))
+            })
             .collect::<Result<_, _>>()?;
         Ok(FileSource {
             source: SourceInfo::new(id, "file", parser),
@@ -205,7 +212,11 @@ impl FileSource {
 
     /// Starts reading; returns the reader task and the checkpointer task
     /// (which ends after the reader, once the last confirmations are in).
-    pub fn start(self, pipeline: Arc<Pipeline>, cancel: CancellationToken) -> (JoinHandle<()>, JoinHandle<()>) {
+    pub fn start(
+        self,
+        pipeline: Arc<Pipeline>,
+        cancel: CancellationToken,
+    ) -> (JoinHandle<()>, JoinHandle<()>) {
         let saved = load_checkpoint(&self.checkpoint_path);
         let (tx, rx) = mpsc::unbounded_channel();
         let store = JsonFile {
@@ -262,7 +273,9 @@ impl Reader {
                 if cancel.is_cancelled() {
                     break;
                 }
-                let Some(t) = self.files.get_mut(&key) else { continue };
+                let Some(t) = self.files.get_mut(&key) else {
+                    continue;
+                };
                 let lines = match read_chunk(t, self.src.cfg.max_line_bytes as usize, &mut buf) {
                     Ok(l) => l,
                     Err(e) => {
@@ -289,27 +302,54 @@ impl Reader {
         }
     }
 
-    async fn submit(&mut self, key: FileKey, lines: Vec<RawLine>, pipeline: &Arc<Pipeline>, cancel: &CancellationToken) {
-        let Some(t) = self.files.get_mut(&key) else { return };
-        t.refresh_fingerprint();
-        let (ack, wait) = Ack::new(lines.len());
-        let position = t.position();
-        let batch = Batch {
-            source: self.src.source.clone(),
-            lines,
-            file_path: Some(t.path_str.clone()),
-            peer: None,
-            ack: Some(ack),
+    async fn submit(
+        &mut self,
+        key: FileKey,
+        lines: Vec<(RawLine, u64)>,
+        pipeline: &Arc<Pipeline>,
+        cancel: &CancellationToken,
+    ) {
+        let Some(t) = self.files.get_mut(&key) else {
+            return;
         };
-        if let Err(e) = pipeline.process(&batch, cancel).await {
-            tracing::error!(source = %self.src.source.id, path = %position.path, "batch not accepted: {e}; it will be read again after restart");
+        t.refresh_fingerprint();
+        let base = t.position();
+        let path = t.path_str.clone();
+        let mut lines = lines.into_iter().peekable();
+        loop {
+            let chunk: Vec<(RawLine, u64)> = lines.by_ref().take(BATCH_LINES).collect();
+            let last = lines.peek().is_none();
+            // The last batch also covers skipped bytes (empty lines).
+            let offset = if last {
+                base.offset
+            } else {
+                chunk.last().map_or(base.offset, |(_, o)| *o)
+            };
+            let position = Position {
+                offset,
+                ..base.clone()
+            };
+            let (ack, wait) = Ack::new(chunk.len());
+            let batch = Batch {
+                source: self.src.source.clone(),
+                lines: chunk.into_iter().map(|(l, _)| l).collect(),
+                file_path: Some(path.clone()),
+                peer: None,
+                ack: Some(ack),
+            };
+            if let Err(e) = pipeline.process(&batch, cancel).await {
+                tracing::error!(source = %self.src.source.id, path = %position.path, "batch not accepted: {e}; it will be read again after restart");
+            }
+            drop(batch);
+            let _ = self.tx.send(Update::Advance {
+                key,
+                value: position,
+                wait,
+            });
+            if last {
+                break;
+            }
         }
-        drop(batch);
-        let _ = self.tx.send(Update::Advance {
-            key,
-            value: position,
-            wait,
-        });
     }
 
     /// Expands the globs: picks up new files, notices renamed and deleted ones.
@@ -360,7 +400,11 @@ impl Reader {
         }
         for t in self.files.values_mut() {
             let moved = match std::fs::metadata(&t.path) {
-                Ok(m) => t.file.as_ref().and_then(|f| f.metadata().ok()).is_some_and(|fm| key_of(&fm) != key_of(&m)),
+                Ok(m) => t
+                    .file
+                    .as_ref()
+                    .and_then(|f| f.metadata().ok())
+                    .is_some_and(|fm| key_of(&fm) != key_of(&m)),
                 Err(_) => true,
             };
             if (moved || !t.seen_in_scan) && t.gone_since.is_none() {
@@ -381,8 +425,13 @@ impl Reader {
             .map(|(k, p)| (*k, p.clone()))
             .collect();
         for (key, pos) in pending {
-            let dir = Path::new(&pos.path).parent().map(Path::to_path_buf).unwrap_or_default();
-            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            let dir = Path::new(&pos.path)
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default();
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
             for entry in entries.flatten() {
                 let Ok(meta) = entry.metadata() else { continue };
                 if meta.is_file() && key_of(&meta) == key {
@@ -477,14 +526,18 @@ impl Reader {
 
 /// Reads the next chunk of `t` and splits it into lines. `None` when the
 /// file has not grown. Handles truncation (size below the read position).
-fn read_chunk(t: &mut Tailer, max_line: usize, buf: &mut Vec<u8>) -> std::io::Result<Option<Vec<RawLine>>> {
+fn read_chunk(
+    t: &mut Tailer,
+    max_line: usize,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<Option<Vec<(RawLine, u64)>>> {
     let Some(file) = &t.file else { return Ok(None) };
     let size = file.metadata()?.len();
     let mut lines = Vec::new();
     if size < t.read_pos {
         tracing::info!(path = %t.path.display(), "file truncated: reading from the start");
         if !t.partial.is_empty() && !t.skipping {
-            lines.push(RawLine::new(std::mem::take(&mut t.partial)));
+            lines.push((RawLine::new(std::mem::take(&mut t.partial)), 0));
         }
         t.partial.clear();
         t.skipping = false;
@@ -523,13 +576,22 @@ fn read_chunk(t: &mut Tailer, max_line: usize, buf: &mut Vec<u8>) -> std::io::Re
             if data.last() == Some(&b'\r') {
                 data.pop();
             }
+            if data.is_empty() {
+                // An empty line carries nothing.
+                start = i + 1;
+                t.committed = base + i as u64 + 1;
+                continue;
+            }
             let truncated = data.len() > max_line;
             data.truncate(max_line);
-            lines.push(RawLine {
-                data,
-                truncated,
-                ..RawLine::default()
-            });
+            lines.push((
+                RawLine {
+                    data,
+                    truncated,
+                    ..RawLine::default()
+                },
+                base + i as u64 + 1,
+            ));
         }
         start = i + 1;
         t.committed = base + i as u64 + 1;
@@ -539,11 +601,15 @@ fn read_chunk(t: &mut Tailer, max_line: usize, buf: &mut Vec<u8>) -> std::io::Re
         if t.partial.len() > max_line {
             let mut data = std::mem::take(&mut t.partial);
             data.truncate(max_line);
-            lines.push(RawLine {
-                data,
-                truncated: true,
-                ..RawLine::default()
-            });
+            // The position stays at the line's start until its end is seen.
+            lines.push((
+                RawLine {
+                    data,
+                    truncated: true,
+                    ..RawLine::default()
+                },
+                t.committed,
+            ));
             t.skipping = true;
         }
     }
@@ -551,7 +617,10 @@ fn read_chunk(t: &mut Tailer, max_line: usize, buf: &mut Vec<u8>) -> std::io::Re
 }
 
 /// A last line without newline, once the file has been quiet for `timeout`.
-fn flush_stale_partial(t: &mut Tailer, timeout: std::time::Duration) -> Option<Vec<RawLine>> {
+fn flush_stale_partial(
+    t: &mut Tailer,
+    timeout: std::time::Duration,
+) -> Option<Vec<(RawLine, u64)>> {
     if t.partial.is_empty() || t.skipping || t.last_growth.elapsed() < timeout {
         return None;
     }
@@ -560,5 +629,5 @@ fn flush_stale_partial(t: &mut Tailer, timeout: std::time::Duration) -> Option<V
         data.pop();
     }
     t.committed = t.read_pos;
-    Some(vec![RawLine::new(data)])
+    Some(vec![(RawLine::new(data), t.read_pos)])
 }

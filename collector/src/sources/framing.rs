@@ -140,7 +140,11 @@ impl Framer {
             Skip::Octets(n) => {
                 let take = n.min(avail.len());
                 self.pos += take;
-                self.skip = if take == n { Skip::None } else { Skip::Octets(n - take) };
+                self.skip = if take == n {
+                    Skip::None
+                } else {
+                    Skip::Octets(n - take)
+                };
                 return Some(None);
             }
             Skip::ToNewline => {
@@ -253,10 +257,19 @@ mod tests {
 
     #[test]
     fn newline_framing_with_crlf_and_split_reads() {
-        let got = frames(Framing::Auto, 100, &[b"<13>a b\r\n<13>c", b" d\n\n<14>e"], true);
+        let got = frames(
+            Framing::Auto,
+            100,
+            &[b"<13>a b\r\n<13>c", b" d\n\n<14>e"],
+            true,
+        );
         assert_eq!(
             got,
-            vec![("<13>a b".into(), false), ("<13>c d".into(), false), ("<14>e".into(), false)]
+            vec![
+                ("<13>a b".into(), false),
+                ("<13>c d".into(), false),
+                ("<14>e".into(), false)
+            ]
         );
     }
 
@@ -275,7 +288,12 @@ mod tests {
 
     #[test]
     fn mixed_framings_in_one_stream() {
-        let got = frames(Framing::Auto, 100, &[b"<13>line one\n4 <1>x<13>line two\n"], false);
+        let got = frames(
+            Framing::Auto,
+            100,
+            &[b"<13>line one\n4 <1>x<13>line two\n"],
+            false,
+        );
         assert_eq!(got.len(), 3);
         assert_eq!(got[1].0, "<1>x");
     }
@@ -291,12 +309,7 @@ mod tests {
 
     #[test]
     fn oversized_line_is_cut_and_rest_skipped() {
-        let got = frames(
-            Framing::Newline,
-            5,
-            &[b"abcdefghij", b"klmn\nok\n"],
-            false,
-        );
+        let got = frames(Framing::Newline, 5, &[b"abcdefghij", b"klmn\nok\n"], false);
         assert_eq!(got, vec![("abcde".into(), true), ("ok".into(), false)]);
     }
 

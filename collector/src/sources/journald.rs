@@ -33,7 +33,8 @@ use crate::pipeline::{Batch, Pipeline, RawLine, SourceInfo};
 use crate::sources::checkpoint::{self, Store, Update};
 use crate::state;
 
-const MAX_BATCH: usize = 1024;
+/// Entries per batch (one cursor position each; fits one buffer append).
+const MAX_BATCH: usize = 256;
 const MAX_ENTRY: usize = 1 << 20;
 
 /// The cursor file of a journald source.
@@ -74,7 +75,11 @@ impl JournaldSource {
     }
 
     /// Starts following; returns the reader and the cursor-saving task.
-    pub fn start(self, pipeline: Arc<Pipeline>, cancel: CancellationToken) -> (JoinHandle<()>, JoinHandle<()>) {
+    pub fn start(
+        self,
+        pipeline: Arc<Pipeline>,
+        cancel: CancellationToken,
+    ) -> (JoinHandle<()>, JoinHandle<()>) {
         let saved = state::read_optional(&self.cursor_path)
             .ok()
             .flatten()
@@ -151,7 +156,9 @@ impl JournaldSource {
                     }
                 });
             }
-            let Some(stdout) = child.stdout.take() else { break };
+            let Some(stdout) = child.stdout.take() else {
+                break;
+            };
             let mut reader = BufReader::with_capacity(256 * 1024, stdout);
             let read_any = self
                 .read_entries(&mut reader, &mut cursor, &tx, &pipeline, &cancel)
@@ -200,7 +207,8 @@ impl JournaldSource {
                 match read {
                     Ok(0) | Err(_) => {
                         if !lines.is_empty() {
-                            self.submit(lines, last_cursor.take(), cursor, tx, pipeline, cancel).await;
+                            self.submit(lines, last_cursor.take(), cursor, tx, pipeline, cancel)
+                                .await;
                         }
                         return any;
                     }
@@ -220,13 +228,16 @@ impl JournaldSource {
                             last_cursor = c;
                         }
                     }
-                    None => tracing::warn!(source = %self.source.id, "journalctl printed a line that is not a JSON entry; skipped"),
+                    None => {
+                        tracing::warn!(source = %self.source.id, "journalctl printed a line that is not a JSON entry; skipped")
+                    }
                 }
                 if lines.len() >= MAX_BATCH || !reader.buffer().contains(&b'\n') {
                     break;
                 }
             }
-            self.submit(lines, last_cursor, cursor, tx, pipeline, cancel).await;
+            self.submit(lines, last_cursor, cursor, tx, pipeline, cancel)
+                .await;
         }
     }
 
@@ -274,9 +285,12 @@ async fn sleep_or_cancel(d: Duration, cancel: &CancellationToken) -> bool {
 fn field_bytes(v: &Json) -> Option<Vec<u8>> {
     match v {
         Json::String(s) => Some(s.as_bytes().to_vec()),
-        Json::Array(a) if a.iter().all(Json::is_number) => {
-            Some(a.iter().filter_map(|n| n.as_u64()).map(|n| n as u8).collect())
-        }
+        Json::Array(a) if a.iter().all(Json::is_number) => Some(
+            a.iter()
+                .filter_map(|n| n.as_u64())
+                .map(|n| n as u8)
+                .collect(),
+        ),
         Json::Array(a) => a.first().and_then(field_bytes),
         Json::Number(n) => Some(n.to_string().into_bytes()),
         _ => None,
@@ -319,7 +333,11 @@ pub fn entry_to_line(json: &[u8]) -> Option<(RawLine, Option<String>)> {
     let facility: u8 = field_str(&obj, "SYSLOG_FACILITY")
         .and_then(|f| f.parse().ok())
         .filter(|f| *f <= 23)
-        .unwrap_or(if ident.as_deref() == Some("kernel") { 0 } else { 3 });
+        .unwrap_or(if ident.as_deref() == Some("kernel") {
+            0
+        } else {
+            3
+        });
     let ts: Option<DateTime<Utc>> = field_str(&obj, "__REALTIME_TIMESTAMP")
         .and_then(|t| t.parse::<i64>().ok())
         .and_then(DateTime::from_timestamp_micros);
@@ -375,7 +393,10 @@ mod tests {
             text,
             "<86>1 2026-01-01T10:00:00.123456Z web1 sshd 4242 - - Accepted password for bob from 203.0.113.9 port 50022 ssh2"
         );
-        assert_eq!(line.timestamp.map(|t| t.timestamp_micros()), Some(1767261600123456));
+        assert_eq!(
+            line.timestamp.map(|t| t.timestamp_micros()),
+            Some(1767261600123456)
+        );
         assert!(line.extra.contains(&("process.pid", Value::Int(4242))));
         assert!(line.extra.contains(&("host.name", Value::from("web1"))));
     }

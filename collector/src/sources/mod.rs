@@ -21,8 +21,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ParseSection, SourceConfig};
-use qalqan_core::parse::Parser;
 use crate::pipeline::Pipeline;
+use qalqan_core::parse::Parser;
 
 /// A source ready to start: network sources are bound already, so a port
 /// conflict fails the start instead of surfacing later.
@@ -68,7 +68,11 @@ impl Prepared {
 
     /// Starts the source: (reader task, optional task that persists
     /// positions once the last confirmations are in).
-    pub fn start(self, pipeline: Arc<Pipeline>, cancel: CancellationToken) -> (JoinHandle<()>, Option<JoinHandle<()>>) {
+    pub fn start(
+        self,
+        pipeline: Arc<Pipeline>,
+        cancel: CancellationToken,
+    ) -> (JoinHandle<()>, Option<JoinHandle<()>>) {
         match self {
             Prepared::Udp(u) => (tokio::spawn(u.run(pipeline, cancel)), None),
             Prepared::Tcp(t) => (tokio::spawn(t.run(pipeline, cancel)), None),

@@ -56,7 +56,11 @@ async fn submit(
 ) -> u64 {
     let mut n = 0;
     while !out.is_empty() {
-        let rest = if out.len() > MAX_BATCH { out.split_off(MAX_BATCH) } else { Vec::new() };
+        let rest = if out.len() > MAX_BATCH {
+            out.split_off(MAX_BATCH)
+        } else {
+            Vec::new()
+        };
         let lines = std::mem::replace(out, rest);
         n += lines.len() as u64;
         let batch = Batch {

@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -20,7 +20,7 @@ const READ_CHUNK: usize = 64 * 1024;
 pub const MAX_BATCH: usize = 2048;
 
 /// Serves one connection until EOF, error or `cancel`.
-pub async fn serve<S: AsyncRead + Unpin>(
+pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     peer: SocketAddr,
     source: Arc<SourceInfo>,
@@ -85,6 +85,8 @@ pub async fn serve<S: AsyncRead + Unpin>(
     send_batches(&tx, &mut out).await;
     drop(tx);
     let _ = processor.await;
+    // Close cleanly (TLS: close_notify), after what was read is accepted.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), stream.shutdown()).await;
 }
 
 async fn send_batches(tx: &mpsc::Sender<Vec<RawLine>>, out: &mut Vec<RawLine>) -> bool {

@@ -11,10 +11,10 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{TcpSourceConfig, TlsSourceConfig};
-use qalqan_core::parse::Parser;
 use crate::pipeline::{Pipeline, SourceInfo};
 use crate::sources::framing::Framing;
 use crate::sources::stream;
+use qalqan_core::parse::Parser;
 
 /// A bound TCP syslog source, ready to serve.
 pub struct TcpSource {
@@ -26,7 +26,11 @@ pub struct TcpSource {
 }
 
 impl TcpSource {
-    pub async fn bind(id: &str, cfg: &TcpSourceConfig, parser: Option<Parser>) -> anyhow::Result<TcpSource> {
+    pub async fn bind(
+        id: &str,
+        cfg: &TcpSourceConfig,
+        parser: Option<Parser>,
+    ) -> anyhow::Result<TcpSource> {
         let listener = TcpListener::bind(cfg.listen)
             .await
             .map_err(|e| anyhow::anyhow!("sources.{id}.listen {}: cannot bind: {e}", cfg.listen))?;
@@ -39,7 +43,11 @@ impl TcpSource {
         })
     }
 
-    pub async fn bind_tls(id: &str, cfg: &TlsSourceConfig, parser: Option<Parser>) -> anyhow::Result<TcpSource> {
+    pub async fn bind_tls(
+        id: &str,
+        cfg: &TlsSourceConfig,
+        parser: Option<Parser>,
+    ) -> anyhow::Result<TcpSource> {
         let acceptor = tls_acceptor(id, cfg)?;
         let listener = TcpListener::bind(cfg.listen)
             .await
@@ -124,7 +132,11 @@ impl TcpSource {
     }
 }
 
-fn read_pem(id: &str, key: &str, path: &std::path::Path) -> anyhow::Result<BufReader<std::fs::File>> {
+fn read_pem(
+    id: &str,
+    key: &str,
+    path: &std::path::Path,
+) -> anyhow::Result<BufReader<std::fs::File>> {
     let f = std::fs::File::open(path)
         .map_err(|e| anyhow::anyhow!("sources.{id}.{key} {}: {e}", path.display()))?;
     Ok(BufReader::new(f))

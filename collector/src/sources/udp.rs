@@ -19,10 +19,10 @@ use tokio::sync::{mpsc, Mutex};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::UdpSourceConfig;
-use qalqan_core::parse::Parser;
+use crate::pipeline::ProcessError;
 use crate::pipeline::{Batch, Pipeline, RawLine, SourceInfo};
 use crate::router::RouteError;
-use crate::pipeline::ProcessError;
+use qalqan_core::parse::Parser;
 
 const VLEN: usize = 64;
 const MAX_DATAGRAM: usize = 65536;
@@ -36,10 +36,18 @@ pub struct UdpSource {
 }
 
 impl UdpSource {
-    pub fn bind(id: &str, cfg: &UdpSourceConfig, parser: Option<Parser>) -> anyhow::Result<UdpSource> {
+    pub fn bind(
+        id: &str,
+        cfg: &UdpSourceConfig,
+        parser: Option<Parser>,
+    ) -> anyhow::Result<UdpSource> {
         let key = format!("sources.{id}.listen {}", cfg.listen);
-        let socket = Socket::new(Domain::for_address(cfg.listen), Type::DGRAM, Some(Protocol::UDP))
-            .map_err(|e| anyhow::anyhow!("{key}: cannot create socket: {e}"))?;
+        let socket = Socket::new(
+            Domain::for_address(cfg.listen),
+            Type::DGRAM,
+            Some(Protocol::UDP),
+        )
+        .map_err(|e| anyhow::anyhow!("{key}: cannot create socket: {e}"))?;
         let want = cfg.receive_buffer as usize;
         let _ = socket.set_recv_buffer_size(want);
         let mut got = socket.recv_buffer_size().unwrap_or(0);
@@ -110,9 +118,9 @@ impl UdpSource {
                     };
                     match pipeline.process(&batch, &cancel).await {
                         Ok(()) => {}
-                        Err(ProcessError::Route(RouteError::BufferFull)) => {
-                            pipeline.metrics().udp_drop(&source.id, "buffer_full", n)
-                        }
+                        Err(ProcessError::Route(RouteError::BufferFull(lost))) => pipeline
+                            .metrics()
+                            .udp_drop(&source.id, "buffer_full", lost as u64),
                         Err(e) => {
                             tracing::error!(source = %source.id, "UDP batch dropped: {e}");
                             pipeline.metrics().udp_drop(&source.id, "error", n)
@@ -229,7 +237,8 @@ fn receive_loop(socket: &std::net::UdpSocket, tx: &mpsc::Sender<Vec<RawLine>>, s
     let fd = socket.as_raw_fd();
     let mut bufs: Vec<Vec<u8>> = (0..VLEN).map(|_| vec![0u8; MAX_DATAGRAM]).collect();
     // SAFETY: all-zero is a valid value for these plain C structs.
-    let mut addrs: Vec<libc::sockaddr_storage> = (0..VLEN).map(|_| unsafe { std::mem::zeroed() }).collect();
+    let mut addrs: Vec<libc::sockaddr_storage> =
+        (0..VLEN).map(|_| unsafe { std::mem::zeroed() }).collect();
     let mut iovs: Vec<libc::iovec> = Vec::with_capacity(VLEN);
     // SAFETY: as above.
     let mut hdrs: Vec<libc::mmsghdr> = (0..VLEN).map(|_| unsafe { std::mem::zeroed() }).collect();
@@ -303,7 +312,9 @@ fn receive_loop(socket: &std::net::UdpSocket, tx: &mpsc::Sender<Vec<RawLine>>, s
         // Hand over when the batch is full or the socket is drained.
         if (batch.len() >= BATCH || n < VLEN)
             && !batch.is_empty()
-            && tx.blocking_send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))).is_err()
+            && tx
+                .blocking_send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
+                .is_err()
         {
             return;
         }
