@@ -380,12 +380,7 @@ impl DiskBuffer {
             st.advance_ack(id, &shared.dir)
         };
         if !gone.is_empty() {
-            for path in &gone {
-                if let Err(e) = std::fs::remove_file(path) {
-                    // Harmless: reopening deletes acked segments again.
-                    tracing::warn!(file = %path.display(), error = %e, "cannot delete a delivered buffer segment");
-                }
-            }
+            remove_segments(&gone);
             shared.space_notify.notify_waiters();
         }
         Ok(())
@@ -416,6 +411,16 @@ impl DiskBuffer {
     /// dropping cannot). The buffer closes when the last clone is gone.
     pub fn close(self) -> Result<(), BufferError> {
         self.sync()
+    }
+}
+
+/// Deletes segments whose records are all delivered.
+fn remove_segments(paths: &[PathBuf]) {
+    for path in paths {
+        if let Err(e) = std::fs::remove_file(path) {
+            // Harmless: reopening deletes acked segments again.
+            tracing::warn!(file = %path.display(), error = %e, "cannot delete a delivered buffer segment");
+        }
     }
 }
 
@@ -456,21 +461,7 @@ impl Shared {
         if let Some(msg) = &st.failed {
             return Err(BufferError::Failed(msg.clone()));
         }
-        let before = st.segments.len();
-        let reserved = st.reserve(records, group, now, &self.limits);
-        let gone = if st.segments.len() > before {
-            // A roll: the segment left behind may already be fully acked.
-            st.take_consumed_segments(&self.dir)
-        } else {
-            Vec::new()
-        };
-        drop(st);
-        for path in &gone {
-            if let Err(e) = std::fs::remove_file(path) {
-                tracing::warn!(file = %path.display(), error = %e, "cannot delete a delivered buffer segment");
-            }
-        }
-        Ok(match reserved {
+        Ok(match st.reserve(records, group, now, &self.limits) {
             Reserve::Done(last, epoch) => Some((last, epoch)),
             Reserve::NoRoom => None,
         })
@@ -523,12 +514,15 @@ impl Shared {
                     segment: w.first_id,
                     offset: w.offset,
                 };
+                let mut gone = Vec::new();
                 if !written.closed.is_empty() {
                     st.active_file = Arc::clone(&w.file);
                     if self.policy != FsyncPolicy::Never {
                         st.unsynced_closed.extend(written.closed);
                         st.dir_dirty = true;
                     }
+                    // The segment rolled away from may be wholly acked.
+                    gone = st.take_consumed_segments(&self.dir);
                 }
                 if self.policy == FsyncPolicy::Always {
                     drop(st);
@@ -537,6 +531,11 @@ impl Shared {
                     st.visible = st.written;
                     drop(st);
                     self.data_notify.notify_waiters();
+                }
+                drop(w);
+                if !gone.is_empty() {
+                    remove_segments(&gone);
+                    self.space_notify.notify_waiters();
                 }
                 Ok(())
             }

@@ -192,13 +192,15 @@ impl State {
         self.take_consumed_segments(dir)
     }
 
-    /// Removes from the bookkeeping every segment, except the last, whose
-    /// records are all acked, and returns their paths for deletion.
+    /// Removes from the bookkeeping every segment whose records are all
+    /// acked and returns their paths for deletion. Only segments before the
+    /// one the writer appends to go, so the directory always keeps the
+    /// newest segment: its name carries the id sequence across restarts.
     pub(crate) fn take_consumed_segments(&mut self, dir: &std::path::Path) -> Vec<PathBuf> {
         let mut gone = Vec::new();
         while self.segments.len() > 1 {
             let next_first = self.segments[1].first_id;
-            if next_first > self.acked + 1 {
+            if next_first > self.acked + 1 || self.segments[0].first_id >= self.written.segment {
                 break;
             }
             if let Some(seg) = self.segments.pop_front() {

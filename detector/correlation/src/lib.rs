@@ -3,22 +3,42 @@
 //!
 //! # Two halves
 //!
-//! With the Sigma engine, [`sigma::load_from_sigma`] does the loading: it
-//! takes the correlation documents the Sigma loader found and maps their
-//! field names through the same processing pipelines.
-//!
-//! * **Stage 1** (stateless, beside Sigma matching): [`CorrelationSet::load`]
-//!   takes the correlation documents and the detection rules' ids and names;
+//! * **Stage 1** (stateless, beside Sigma matching):
+//!   [`sigma::load_from_sigma`] loads the correlation documents the Sigma
+//!   loader found, resolving references against its detection rules and
+//!   mapping field names through the same processing pipelines
+//!   ([`CorrelationSet::load`] does the same from raw documents).
 //!   [`CorrelationSet::signals`] turns an event and the ids of the detection
-//!   rules it matched into [`Signal`]s, one per correlation and group key.
-//!   The Kafka key of a signal is [`Signal::signal_key`].
+//!   rules it matched into [`Signal`]s, one per correlation and group key;
+//!   produce each to `qalqan.signals` with key [`Signal::signal_key`].
 //!   [`CorrelationSet::emits_own_alerts`] says whether a matched detection
-//!   rule should also alert on its own (`generate`).
-//! * **Stage 2** (keyed state): an [`Engine`] per worker consumes signals
-//!   with [`Engine::process`] and returns alerts, late signals and rejected
-//!   signals in an [`Output`]. Call [`Engine::tick`] periodically,
-//!   [`Engine::checkpoint`] when committing offsets, [`Engine::begin_rebuild`]
-//!   on partition assignment and [`Engine::drop_partition`] on revocation.
+//!   rule should also alert on its own (`generate`), and
+//!   [`CorrelationSet::is_referenced`] whether it feeds any correlation.
+//! * **Stage 2** (keyed state): one [`Engine`] per worker thread. Feed it
+//!   each signal with [`Engine::process`]`(partition, &signal, &mut out)`
+//!   and drain [`Output`]: alerts, late signals (report them), rejected
+//!   signals (dead-letter them). Call [`Engine::tick`] every ~100 ms; store
+//!   [`Engine::checkpoint`] in the offset commit metadata once the alerts
+//!   produced so far are confirmed; on assignment seek back by
+//!   [`Engine::replay_lookback`] from the checkpoint and call
+//!   [`Engine::begin_rebuild`]; on revocation call
+//!   [`Engine::drop_partition`]. [`Engine::metrics`] gives the gauges and
+//!   counters; [`Engine::replace_rules`] swaps rules on reload.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use qalqan_correlation::{CorrelationSet, Engine, EngineConfig, Output};
+//! # let set = CorrelationSet::empty();
+//! let mut engine = Engine::new(Arc::new(set), EngineConfig::default()).expect("rules fit");
+//! let mut out = Output::default();
+//! # let signals: Vec<qalqan_correlation::Signal> = Vec::new();
+//! for signal in &signals {
+//!     engine.process(0, signal, &mut out); // partition 0 in standalone mode
+//! }
+//! for alert in out.alerts.drain(..) {
+//!     println!("{}", alert.to_json_string());
+//! }
+//! ```
 //!
 //! # Semantics (decisions where the specification is open)
 //!
@@ -127,6 +147,7 @@ pub mod metrics;
 mod packed;
 pub mod rule;
 pub mod set;
+#[cfg(feature = "sigma")]
 pub mod sigma;
 pub mod signal;
 pub mod suppress;

@@ -133,6 +133,9 @@ impl std::hash::Hasher for KeyHasher {
     }
 }
 
+/// Distinct values of a key, by their 64-bit hash → last hop seen.
+pub(crate) type ValueMap = HashMap<u64, i64, std::hash::BuildHasherDefault<KeyHasher>>;
+
 pub(crate) type KeyMap<V> =
     std::collections::HashMap<Key, V, std::hash::BuildHasherDefault<KeyHasher>>;
 
@@ -144,7 +147,7 @@ pub(crate) enum Agg {
     /// their last sighting in each hop (so a window's distinct count is a
     /// sum over hops).
     Distinct {
-        seen: HashMap<u64, i64>,
+        seen: ValueMap,
         per_hop: [u32; HOPS],
     },
     /// value_sum and value_avg.
@@ -167,7 +170,7 @@ impl Agg {
         match kind {
             T::EventCount => Agg::Count,
             T::ValueCount => Agg::Distinct {
-                seen: HashMap::new(),
+                seen: ValueMap::default(),
                 per_hop: [0; HOPS],
             },
             T::ValueSum | T::ValueAvg => Agg::Sum {
@@ -195,7 +198,8 @@ pub(crate) struct CloseState {
 #[derive(Debug)]
 pub(crate) struct Extra {
     pub agg: Agg,
-    pub close: Option<CloseState>,
+    /// Only for nodes judged at the window end (boxed: most nodes fire early).
+    pub close: Option<Box<CloseState>>,
 }
 
 /// What one event adds to a key.
@@ -357,7 +361,8 @@ impl KeyState {
                 Some(v) => {
                     if let Some(h) = seen.get_mut(&v) {
                         if *h >= oldest {
-                            per_hop[slot(*h)] -= 1;
+                            let c = &mut per_hop[slot(*h)];
+                            *c = c.saturating_sub(1);
                         }
                         *h = hop;
                         per_hop[s] += 1;

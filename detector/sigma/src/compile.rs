@@ -276,10 +276,10 @@ pub struct CompiledRule {
     pub search_names: Vec<String>,
     pub searches: Vec<SearchExpr>,
     pub condition: Expr,
-    /// Prefilter trigger: `None` when the rule can match without any atom
-    /// occurring; otherwise at least one of these atoms occurs in every
-    /// matching event.
-    pub trigger: Option<Vec<AtomId>>,
+    /// Prefilter trigger in conjunctive form: `None` when the rule can match
+    /// without any atom occurring; otherwise every clause has at least one
+    /// atom that occurs in every matching event (at most [`MAX_CLAUSES`]).
+    pub trigger: Option<Vec<Vec<AtomId>>>,
     /// Every atom its matchers consult.
     pub atoms: Vec<AtomId>,
     /// Fields whose lower-cased text the matchers read.
@@ -347,11 +347,7 @@ impl Compiler<'_> {
         atoms.dedup();
         lower_fields.sort_unstable();
         lower_fields.dedup();
-        let trigger = expr_trigger(&condition, &searches, self.atoms).map(|mut t| {
-            t.sort_unstable();
-            t.dedup();
-            t
-        });
+        let trigger = expr_clauses(&condition, &searches, self.atoms);
         Ok(CompiledRule {
             search_names,
             searches,
@@ -1171,25 +1167,24 @@ fn union(parts: impl Iterator<Item = Option<Vec<AtomId>>>) -> Option<Vec<AtomId>
     for p in parts {
         out.extend(p?);
     }
+    out.sort_unstable();
+    out.dedup();
     Some(out)
 }
 
-/// Of several sets that must all hold, the one cheapest to rely on.
-fn best(
-    parts: impl Iterator<Item = Option<Vec<AtomId>>>,
-    atoms: &AtomTable,
-) -> Option<Vec<AtomId>> {
-    parts
-        .flatten()
-        .map(|set| (trigger_cost(&set, atoms), set))
-        .min_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, s)| s)
-}
+/// Most clauses a rule's trigger keeps (the route tracks them in a byte).
+pub const MAX_CLAUSES: usize = 6;
+/// Largest CNF an OR may multiply out to before it falls back to one clause.
+const MAX_PRODUCT: usize = 8;
 
-/// Estimated chance that a set of atoms fires on a random event: longer
-/// literals are rarer; keyword atoms scan the whole raw line, so they fire
-/// more often than field atoms of the same length.
-fn trigger_cost(set: &[AtomId], atoms: &AtomTable) -> f64 {
+/// A conjunction of clauses; each clause is a set of atoms of which at
+/// least one occurs in every matching event. `None`: no such guarantee.
+type Clauses = Option<Vec<Vec<AtomId>>>;
+
+/// Estimated chance that a clause fires on a random event: longer literals
+/// are rarer; keyword atoms scan the whole raw line, so they fire more often
+/// than field atoms of the same length.
+fn clause_cost(set: &[AtomId], atoms: &AtomTable) -> f64 {
     set.iter()
         .map(|&a| {
             let (field, lit) = &atoms.atoms[a as usize];
@@ -1204,32 +1199,87 @@ fn trigger_cost(set: &[AtomId], atoms: &AtomTable) -> f64 {
         .sum()
 }
 
-fn item_trigger(i: &Item, atoms: &AtomTable) -> Option<Vec<AtomId>> {
+/// Keeps the cheapest clauses, without duplicates.
+fn prune(mut clauses: Vec<Vec<AtomId>>, atoms: &AtomTable) -> Vec<Vec<AtomId>> {
+    for c in &mut clauses {
+        c.sort_unstable();
+        c.dedup();
+    }
+    clauses.sort();
+    clauses.dedup();
+    clauses.sort_by(|a, b| clause_cost(a, atoms).total_cmp(&clause_cost(b, atoms)));
+    clauses.truncate(MAX_CLAUSES);
+    clauses
+}
+
+/// AND: every part's clauses hold.
+fn and_clauses(parts: impl Iterator<Item = Clauses>, atoms: &AtomTable) -> Clauses {
+    let all: Vec<Vec<AtomId>> = parts.flatten().flatten().collect();
+    (!all.is_empty()).then(|| prune(all, atoms))
+}
+
+/// OR: (A1∧A2)∨(B1∧B2) = (A1∨B1)∧(A1∨B2)∧(A2∨B1)∧(A2∨B2), multiplied out
+/// while small; beyond that the union of each side's cheapest clause.
+fn or_clauses(parts: impl Iterator<Item = Clauses>, atoms: &AtomTable) -> Clauses {
+    let mut acc: Option<Vec<Vec<AtomId>>> = None;
+    for p in parts {
+        let p = p?;
+        acc = Some(match acc {
+            None => p,
+            Some(a) if a.len() * p.len() <= MAX_PRODUCT => {
+                let mut out = Vec::with_capacity(a.len() * p.len());
+                for x in &a {
+                    for y in &p {
+                        let mut c = x.clone();
+                        c.extend_from_slice(y);
+                        out.push(c);
+                    }
+                }
+                prune(out, atoms)
+            }
+            Some(a) => {
+                let cheapest = |v: &[Vec<AtomId>]| {
+                    v.iter()
+                        .min_by(|x, y| clause_cost(x, atoms).total_cmp(&clause_cost(y, atoms)))
+                        .cloned()
+                        .unwrap_or_default()
+                };
+                let mut c = cheapest(&a);
+                c.extend(cheapest(&p));
+                vec![c]
+            }
+        });
+    }
+    acc.map(|c| prune(c, atoms))
+}
+
+fn item_clauses(i: &Item, atoms: &AtomTable) -> Clauses {
     let per_value = i
         .values
         .iter()
-        .map(|v| union(v.alts.iter().map(matcher_trigger)));
+        .map(|v| union(v.alts.iter().map(matcher_trigger)).map(|u| vec![u]));
     if i.all {
-        best(per_value, atoms)
+        and_clauses(per_value, atoms)
     } else {
-        union(per_value)
+        or_clauses(per_value, atoms)
     }
 }
 
-fn search_trigger(s: &SearchExpr, atoms: &AtomTable) -> Option<Vec<AtomId>> {
+fn search_clauses(s: &SearchExpr, atoms: &AtomTable) -> Clauses {
     match s {
-        SearchExpr::And(v) => best(v.iter().map(|x| search_trigger(x, atoms)), atoms),
-        SearchExpr::Or(v) => union(v.iter().map(|x| search_trigger(x, atoms))),
-        SearchExpr::Item(i) => item_trigger(i, atoms),
+        SearchExpr::And(v) => and_clauses(v.iter().map(|x| search_clauses(x, atoms)), atoms),
+        SearchExpr::Or(v) => or_clauses(v.iter().map(|x| search_clauses(x, atoms)), atoms),
+        SearchExpr::Item(i) => item_clauses(i, atoms),
     }
 }
 
-fn expr_trigger(e: &Expr, searches: &[SearchExpr], atoms: &AtomTable) -> Option<Vec<AtomId>> {
+/// The rule's prefilter trigger (see [`CompiledRule::trigger`]).
+fn expr_clauses(e: &Expr, searches: &[SearchExpr], atoms: &AtomTable) -> Clauses {
     match e {
-        Expr::And(v) => best(v.iter().map(|x| expr_trigger(x, searches, atoms)), atoms),
-        Expr::Or(v) => union(v.iter().map(|x| expr_trigger(x, searches, atoms))),
+        Expr::And(v) => and_clauses(v.iter().map(|x| expr_clauses(x, searches, atoms)), atoms),
+        Expr::Or(v) => or_clauses(v.iter().map(|x| expr_clauses(x, searches, atoms)), atoms),
         Expr::Not(_) => None,
-        Expr::Search(i) => search_trigger(&searches[*i as usize], atoms),
+        Expr::Search(i) => search_clauses(&searches[*i as usize], atoms),
     }
 }
 

@@ -16,7 +16,7 @@ use crate::compile::{AtomTable, CompiledRule, Compiler, FieldTable};
 use crate::eval::{lower_field, resolve_fields, Ctx, EventState};
 use crate::filter;
 use crate::pipeline::{self, Pipeline};
-use crate::route::{Route, RuleIdx};
+use crate::route::{ClauseMarks, Route, RuleIdx};
 use crate::rule::{
     parse_file, Document, LogsourceSpec, RawCorrelation, RuleMeta, SigmaFilter, SigmaRule,
     SourceRef,
@@ -459,6 +459,7 @@ pub struct Engine {
 pub struct Scratch {
     engine: u64,
     state: EventState,
+    marks: ClauseMarks,
     candidates: Vec<RuleIdx>,
     last_route: Option<(LogSource, Arc<Route>)>,
 }
@@ -466,6 +467,12 @@ pub struct Scratch {
 impl Scratch {
     pub fn new() -> Self {
         Scratch::default()
+    }
+
+    /// How many rules the last evaluation ran in full (prefilter candidates
+    /// plus rules without a trigger) — for benchmarks and tuning.
+    pub fn last_candidates(&self) -> usize {
+        self.candidates.len()
     }
 }
 
@@ -577,6 +584,25 @@ impl Engine {
         (r.rules.len(), r.always.len())
     }
 
+    /// The rules of the route for `ls` that have no prefilter trigger and run
+    /// for every event.
+    pub fn route_always(&self, ls: &LogSource) -> Vec<RuleIdx> {
+        self.route(ls).always.clone()
+    }
+
+    /// Per scanned field of the route for `ls`: field name, number of
+    /// atoms, their total bytes, and the automaton's heap bytes.
+    pub fn route_scans(&self, ls: &LogSource) -> Vec<(String, usize, usize, usize)> {
+        let r = self.route(ls);
+        r.scans
+            .iter()
+            .map(|s| {
+                let bytes = s.pats.iter().map(|p| self.atoms.atoms[p.atom as usize].1.len()).sum();
+                (self.fields.name(s.field).to_owned(), s.pats.len(), bytes, s.ac.memory_usage())
+            })
+            .collect()
+    }
+
     fn route_key(&self, ls: &LogSource) -> RouteKey {
         let norm = |v: &Option<String>, known: &FxHashSet<String>| -> Option<Box<str>> {
             let v = v.as_deref()?;
@@ -668,10 +694,10 @@ impl Engine {
         let cands = &mut scratch.candidates;
         cands.clear();
         if route.prefilter {
-            scan(&route, st, cands);
+            scratch.marks.begin(route.rules.len());
+            scan(&route, st, &mut scratch.marks, cands);
             cands.extend_from_slice(&route.always);
             cands.sort_unstable();
-            cands.dedup();
         } else {
             cands.extend_from_slice(&route.rules);
         }
@@ -679,7 +705,7 @@ impl Engine {
             event,
             vals: &vals,
             st,
-            use_atoms: route.prefilter,
+            scanned: route.prefilter.then_some(route.scanned.as_slice()),
         };
         for &r in cands.iter() {
             if ctx.eval_rule(&self.rules[r as usize].compiled) {
@@ -703,7 +729,7 @@ impl Engine {
             event,
             vals: &vals,
             st: &st,
-            use_atoms: false,
+            scanned: None,
         };
         let ev_ls = LogsourceSpec {
             category: event.logsource.category.clone(),
@@ -745,22 +771,25 @@ impl Engine {
             event,
             vals: &vals,
             st: &st,
-            use_atoms: false,
+            scanned: None,
         };
         f(&ctx)
     }
 }
 
 /// Scans the route's fields and collects candidate rules.
-fn scan(route: &Route, st: &mut EventState, cands: &mut Vec<RuleIdx>) {
+pub static DIAG: [std::sync::atomic::AtomicU64; 4] = [std::sync::atomic::AtomicU64::new(0), std::sync::atomic::AtomicU64::new(0), std::sync::atomic::AtomicU64::new(0), std::sync::atomic::AtomicU64::new(0)];
+fn scan(route: &Route, st: &mut EventState, marks: &mut ClauseMarks, cands: &mut Vec<RuleIdx>) {
+    DIAG[3].fetch_add(1, Ordering::Relaxed);
     for fs in &route.scans {
         st.scan_field(fs.field, |hay, hit| {
+            DIAG[0].fetch_add(1, Ordering::Relaxed);
+            DIAG[1].fetch_add(hay.len() as u64, Ordering::Relaxed);
             for m in fs.ac.find_overlapping_iter(hay) {
+                DIAG[2].fetch_add(1, Ordering::Relaxed);
                 let p = &fs.pats[m.pattern().as_usize()];
-                if hit(p.atom) {
-                    cands.extend_from_slice(
-                        &route.trigger_rules[p.triggers.0 as usize..p.triggers.1 as usize],
-                    );
+                if hit(p.atom) && p.postings.0 != p.postings.1 {
+                    marks.mark(route, p.postings, cands);
                 }
             }
         });

@@ -213,8 +213,15 @@ pub struct Ctx<'a> {
     pub event: &'a Event,
     pub vals: &'a [&'a Value],
     pub st: &'a EventState,
-    /// Consult prefilter atoms (optimized path); the naive path does not.
-    pub use_atoms: bool,
+    /// Atoms the route scanned for (optimized path): a matcher whose atom
+    /// was scanned for and not found cannot match. `None` on the reference
+    /// path, which checks every matcher in full.
+    pub scanned: Option<&'a [u64]>,
+}
+
+#[inline]
+fn bit(set: &[u64], a: AtomId) -> bool {
+    set.get((a / 64) as usize).is_some_and(|w| w & (1u64 << (a % 64)) != 0)
 }
 
 /// Fills `vals` and the field slots for `event`.
@@ -374,8 +381,8 @@ impl<'a> Ctx<'a> {
             Matcher::Null => self.get(field).is_none_or(|v| v.is_null()),
             Matcher::Exists(b) => self.get(field).is_some() == *b,
             Matcher::Str(s) => {
-                if self.use_atoms {
-                    if let Some(a) = s.atom {
+                if let (Some(scanned), Some(a)) = (self.scanned, s.atom) {
+                    if bit(scanned, a) {
                         if !self.st.is_hit(a) {
                             return false;
                         }
@@ -390,11 +397,13 @@ impl<'a> Ctx<'a> {
                 self.any_elem(field, v, |e, low| str_elem(s, e, low))
             }
             Matcher::Regex(r) => {
-                if self.use_atoms
-                    && !r.atoms.is_empty()
-                    && !r.atoms.iter().any(|&a| self.st.is_hit(a))
-                {
-                    return false;
+                if let Some(scanned) = self.scanned {
+                    if !r.atoms.is_empty()
+                        && r.atoms.iter().all(|&a| bit(scanned, a))
+                        && !r.atoms.iter().any(|&a| self.st.is_hit(a))
+                    {
+                        return false;
+                    }
                 }
                 let Some(v) = self.get(field) else {
                     return false;

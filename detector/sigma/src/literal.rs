@@ -16,11 +16,18 @@ use crate::value::lowercase;
 /// nearly every event and only cost time.
 pub const MIN_ATOM_BYTES: usize = 3;
 
+/// Whether a literal is selective enough to be an atom: three bytes, or any
+/// non-ASCII character (a lone Cyrillic lookalike or an unusual dash is rare
+/// in logs, and rules that hunt for them would otherwise run on every event).
+pub fn atom_worthy(lit: &str) -> bool {
+    lit.len() >= MIN_ATOM_BYTES || !lit.is_ascii()
+}
+
 /// The best atom among the literal runs of a pattern: the longest run.
 pub fn best_run<'a>(runs: impl IntoIterator<Item = &'a str>) -> Option<String> {
     runs.into_iter()
         .max_by_key(|r| r.len())
-        .filter(|r| r.len() >= MIN_ATOM_BYTES)
+        .filter(|r| atom_worthy(r))
         .map(lowercase)
 }
 
@@ -68,7 +75,7 @@ fn seq_atoms(seq: &Seq, prefix: bool) -> Option<Vec<String>> {
                 true => String::from_utf8_lossy(&bytes[..e.valid_up_to()]).into_owned(),
             },
         };
-        if text.len() < MIN_ATOM_BYTES {
+        if !atom_worthy(&text) {
             return None;
         }
         let low = lowercase(&text);

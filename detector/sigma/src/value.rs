@@ -206,10 +206,9 @@ impl fmt::Display for SigmaStr {
 /// literal prefilter relies on to never drop a match.
 pub fn lowercase_into(s: &str, out: &mut String) {
     if s.is_ascii() {
-        out.reserve(s.len());
-        for b in s.bytes() {
-            out.push(b.to_ascii_lowercase() as char);
-        }
+        let start = out.len();
+        out.push_str(s);
+        out[start..].make_ascii_lowercase();
     } else {
         for c in s.chars() {
             for l in c.to_lowercase() {

@@ -45,7 +45,7 @@ impl Correlator {
     /// appends the alerts that became final.
     pub fn process(&mut self, partition: i32, signal: Signal, alerts: &mut Vec<Alert>) {
         self.metrics.signals_in.inc();
-        self.engine.process(partition, signal, &mut self.out);
+        self.engine.process(partition, &signal, &mut self.out);
         self.drain(alerts);
     }
 

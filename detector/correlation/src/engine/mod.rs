@@ -545,6 +545,12 @@ impl Engine {
         for node in 0..self.shared.keys_per_node.len() {
             if self.shared.keys_per_node[node] > max_rule {
                 let goal = max_rule - max_rule / 100;
+                tracing::debug!(
+                    rule = %self.shared.set.node_rule(node).id,
+                    keys = self.shared.keys_per_node[node],
+                    goal,
+                    "correlation keys over max_keys_per_rule; evicting the least recently active"
+                );
                 while self.shared.keys_per_node[node] > goal {
                     if !self.evict_one(Some(node), out) {
                         break;
@@ -554,6 +560,11 @@ impl Engine {
         }
         if self.shared.keys_total > max_total {
             let goal = max_total - max_total / 100;
+            tracing::debug!(
+                keys = self.shared.keys_total,
+                goal,
+                "correlation keys over max_keys_total; evicting the least recently active"
+            );
             while self.shared.keys_total > goal {
                 if !self.evict_one(None, out) {
                     break;
