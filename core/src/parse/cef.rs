@@ -18,7 +18,7 @@
 //! | `smac` / `dmac` | `source.mac` / `destination.mac` |
 //! | `suser` / `duser` | `source.user.name` and `user.name` / `destination.user.name` |
 //! | `suid` / `duid` | `source.user.id` / `destination.user.id` |
-//! | `act` | `event.action` (firewall verdicts normalized to `accept`/`denied`, see [`firewall_action`](super::ecs::firewall_action)); as written in `cef.extensions.act` |
+//! | `act` | `event.action` (firewall verdicts normalized to `accept`/`denied`, see the [netfilter](super::netfilter) docs); as written in `cef.extensions.act` |
 //! | `outcome` | `event.outcome` when it says success/failure, as written in `cef.extensions.outcome` |
 //! | `proto` / `app` | `network.transport` / `network.protocol` |
 //! | `in` / `out` | `source.bytes` / `destination.bytes` |

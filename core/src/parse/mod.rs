@@ -107,21 +107,24 @@ use chrono::{DateTime, FixedOffset, Offset, Utc};
 
 use crate::event::{tags, Event, Fields, LogSource};
 
-mod accounts;
-mod cef;
-mod cron;
+// The parser modules are public for their documentation (each lists the
+// lines it reads and the fields it sets); their functions are crate-private
+// and reached through [`Parser`].
+pub mod accounts;
+pub mod cef;
+pub mod cron;
 mod ecs;
-mod json;
-mod kv;
+pub mod json;
+pub mod kv;
 mod logsource;
-mod netfilter;
-mod pam;
-mod sshd;
-mod sudo;
-mod syslog;
+pub mod netfilter;
+pub mod pam;
+pub mod sshd;
+pub mod sudo;
+pub mod syslog;
 mod text;
 mod timestamp;
-mod web_access;
+pub mod web_access;
 
 /// Default maximum line length: longer lines are truncated and tagged.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 64 * 1024;

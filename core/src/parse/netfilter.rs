@@ -8,9 +8,14 @@
 //!
 //! The log prefix (everything before `IN=`, minus the kernel uptime stamp)
 //! is the operator's name for the rule: it goes to `rule.name`, and its verb
-//! decides `event.action` (`denied` / `accept` / the prefix itself, see
-//! [`firewall_action`](super::ecs::firewall_action)) and `event.type`
-//! (`connection` + `denied`/`allowed`).
+//! decides `event.action` and `event.type` (`connection` + `denied` /
+//! `allowed`). The verdict vocabulary is SigmaHQ's `category: firewall`
+//! one, shared with CEF `act` and key=value `action`:
+//!
+//! * the text contains drop / deny / block / reject / refuse → `denied`
+//! * contains accept / allow / permit / pass → `accept`
+//! * anything else → the text lower-cased, non-alphanumerics as `-`
+//!   (`[UFW AUDIT]` → `ufw-audit`); no prefix → no `event.action`.
 //!
 //! | key | field |
 //! |---|---|

@@ -10,10 +10,21 @@
 //! | rsyslog ISO 8601 (RSYSLOG_FileFormat / ForwardFormat), with or without PRI | `2024-03-01T10:00:00.123456+06:00 web1 sshd[7]: …` |
 //! | PRI followed directly by content (FortiGate and other appliances) | `<189>date=2024-03-01 time=10:00:00 devname="fw1" …` |
 //!
-//! The BSD timestamp has no year and no zone: see
-//! [`resolve_bsd`](super::timestamp::resolve_bsd) for the inference rules
-//! ([`ParseOptions::local_offset`](super::ParseOptions::local_offset),
-//! [`ParseOptions::rfc3164_year`](super::ParseOptions::rfc3164_year)).
+//! The BSD timestamp has no year and no zone. The zone is
+//! [`ParseOptions::local_offset`](super::ParseOptions::local_offset)
+//! (default UTC). The year is
+//! [`ParseOptions::rfc3164_year`](super::ParseOptions::rfc3164_year) when
+//! set (replays of old files), else a year written in the stamp (Cisco's
+//! `Mmm dd yyyy hh:mm:ss`), else inferred from the receive time: of the
+//! candidate years (receive year + 1 down to − 8, enough for any 29
+//! February), the first whose instant is not more than one day after the
+//! receive time. That is the candidate closest to the receive time that is
+//! not in the future beyond clock skew, and it handles the December→January
+//! rollover both ways: `Dec 31 23:59:58` received on 1 January is last
+//! year's; `Jan  1 00:00:01` received just before midnight on 31 December
+//! (sender clock ahead) is next year's. A date that exists in no candidate
+//! year (`Feb 30`) leaves the receive time as `@timestamp` and tags the
+//! event partial.
 //!
 //! Host names are optional in BSD lines: when the first word after the
 //! timestamp already has the shape of a tag (`sshd[42]:` or `kernel:`), the
