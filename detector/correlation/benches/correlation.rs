@@ -167,7 +167,8 @@ impl Gen {
             key & 255
         );
         let user = format!("user{}", self.next() % 200);
-        let success = corr == "saf" && self.next().is_multiple_of(2);
+        // sshd: about one login in ten succeeds.
+        let success = corr == "saf" && self.next().is_multiple_of(10);
         let rule = if success { "r-success" } else { "r-failed" };
         let port = 30000 + self.next() % 30000;
         Signal {

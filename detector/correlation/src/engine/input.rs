@@ -338,12 +338,14 @@ impl Input {
                 } else {
                     Some(Box::new(Extra {
                         agg: Agg::new(rule.kind, rule.rules.len()),
-                        close: (!n.early).then(|| Box::new(CloseState {
-                            next_eval: hop,
-                            agency: item.packed.agency().to_owned(),
-                            group: item.packed.group(),
-                            last: item.record(),
-                        })),
+                        close: (!n.early).then(|| {
+                            Box::new(CloseState {
+                                next_eval: hop,
+                                agency: item.packed.agency().to_owned(),
+                                group: item.packed.group(),
+                                last: item.record(),
+                            })
+                        }),
                     }))
                 };
                 cx.keys_per_node[node] += 1;
