@@ -179,6 +179,10 @@ pub fn scenario(start: DateTime<Utc>, seed: u64) -> Vec<DemoLine> {
     let a = step(40);
     push(a, "auth", syslog(a, APP_HOST, "sudo", 8207, "egovadmin : TTY=pts/1 ; PWD=/home/egovadmin ; USER=root ; COMMAND=/usr/bin/truncate -s 0 /var/log/auth.log"));
 
+    // Every format here has whole seconds: report the time the line carries.
+    for l in &mut out {
+        l.at = DateTime::from_timestamp(l.at.timestamp(), 0).unwrap_or(l.at);
+    }
     out.sort_by_key(|l| l.at);
     out
 }

@@ -140,7 +140,7 @@ impl Pack {
                 &mut signals,
             );
             for s in signals.drain(..) {
-                engine.process(0, s, &mut out);
+                engine.process(0, &s, &mut out);
             }
         }
         engine.flush(&mut out);
