@@ -25,7 +25,7 @@ use crate::config::{BufferMode, Config};
 use crate::heartbeat::Heartbeat;
 use crate::metrics::{self, Metrics};
 use crate::pipeline::{Identity, Pipeline};
-use crate::router::{Router, Tracker};
+use crate::router::{Router, RouterSettings, Tracker};
 use crate::sequence::SequenceAllocator;
 use crate::sink::KafkaSink;
 use crate::sources::Prepared;
@@ -114,14 +114,16 @@ pub async fn start(cfg: Config, opts: RunOptions) -> anyhow::Result<Running> {
     )?;
     let stop_sources = CancellationToken::new();
     let router = Router::new(
-        cfg.buffer.mode,
+        RouterSettings {
+            mode: cfg.buffer.mode,
+            overflow_after: cfg.buffer.overflow_after,
+            append_budget: crate::disk::append_budget(&cfg.buffer),
+        },
         sink.clone(),
         buffer,
-        cfg.buffer.overflow_after,
         tracker,
         metrics.clone(),
         stop_sources.clone(),
-        crate::disk::append_budget(&cfg.buffer),
     );
     let identity = Identity {
         name: c.name.clone(),

@@ -71,6 +71,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// How the router uses the buffer (from `[buffer]`).
+#[derive(Debug, Clone, Copy)]
+pub struct RouterSettings {
+    pub mode: BufferMode,
+    /// Overflow mode: spill once Kafka confirmed nothing for this long.
+    pub overflow_after: Duration,
+    /// Bytes per buffer append (big batches are split).
+    pub append_budget: usize,
+}
+
 /// Routes batches to the buffer or the sink, per [`BufferMode`].
 pub struct Router {
     mode: BufferMode,
@@ -89,18 +99,21 @@ pub struct Router {
 }
 
 impl Router {
-    /// `buffer` must be `Some` unless `mode` is `off`; `tracker` is the one
-    /// the sink reports confirmed buffer records to.
+    /// `buffer` must be `Some` unless `settings.mode` is `off`; `tracker` is
+    /// the one the sink reports confirmed buffer records to.
     pub fn new(
-        mode: BufferMode,
+        settings: RouterSettings,
         sink: Arc<KafkaSink>,
         buffer: Option<DiskBuffer>,
-        overflow_after: Duration,
         tracker: Arc<Mutex<Tracker>>,
         metrics: Arc<Metrics>,
         stop: CancellationToken,
-        append_budget: usize,
     ) -> Arc<Router> {
+        let RouterSettings {
+            mode,
+            overflow_after,
+            append_budget,
+        } = settings;
         let backlog = buffer
             .as_ref()
             .map(|b| crate::disk::stats(b).1 as i64)
