@@ -68,7 +68,10 @@ fn the_demo_attack_fires_every_expected_rule_and_nothing_else() {
     let per = by_rule_and_source(&alerts);
     let expect_corr: BTreeMap<(String, String), usize> = [
         ("Port scan from one source", ATTACKER_IP),
-        ("Vulnerability scanner activity from one source", ATTACKER_IP),
+        (
+            "Vulnerability scanner activity from one source",
+            ATTACKER_IP,
+        ),
         ("Burst of HTTP client errors from one source", ATTACKER_IP),
         ("SSH password spraying from one source", SPRAYER_IP),
         ("SSH brute force from one source", ATTACKER_IP),
@@ -88,8 +91,14 @@ fn the_demo_attack_fires_every_expected_rule_and_nothing_else() {
         .filter(|a| a.rule.title == "New account made privileged shortly after creation")
         .collect();
     assert_eq!(backdoor.len(), 1);
-    assert_eq!(backdoor[0].group.get("user.name").map(String::as_str), Some("sysupdate"));
-    assert_eq!(backdoor[0].group.get("host.name").map(String::as_str), Some("egov-app1"));
+    assert_eq!(
+        backdoor[0].group.get("user.name").map(String::as_str),
+        Some("sysupdate")
+    );
+    assert_eq!(
+        backdoor[0].group.get("host.name").map(String::as_str),
+        Some("egov-app1")
+    );
 
     // Every web and network alert points at one of the two attackers.
     for a in &alerts {
@@ -107,13 +116,21 @@ fn the_demo_attack_fires_every_expected_rule_and_nothing_else() {
 fn citizens_and_admins_fire_nothing_whatever_the_seed() {
     for seed in [1, 7, 42, 1234, 99_991] {
         for a in run(seed) {
-            let innocent = a.entities.source_ips.iter().any(|ip| ip.starts_with("198.51.100."))
+            let innocent = a
+                .entities
+                .source_ips
+                .iter()
+                .any(|ip| ip.starts_with("198.51.100."))
                 || a.evidence.iter().any(|e| {
                     e.original.contains("198.51.100.")
                         || e.original.contains("for deploy from")
                         || e.original.contains("systemctl restart portal")
                 });
-            assert!(!innocent, "seed {seed}: {} fired on background traffic: {a:?}", a.rule.title);
+            assert!(
+                !innocent,
+                "seed {seed}: {} fired on background traffic: {a:?}",
+                a.rule.title
+            );
         }
     }
 }

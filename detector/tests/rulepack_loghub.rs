@@ -108,7 +108,10 @@ fn the_pack_fires_for_the_right_addresses_on_the_loghub_sample() {
     // The second-hour alert of a continuing attack carries what was silenced.
     let late_183: Vec<_> = alerts
         .iter()
-        .filter(|a| a.rule.title == BRUTE_FORCE && a.group.get("source.ip").map(String::as_str) == Some("183.62.140.253"))
+        .filter(|a| {
+            a.rule.title == BRUTE_FORCE
+                && a.group.get("source.ip").map(String::as_str) == Some("183.62.140.253")
+        })
         .map(|a| a.suppressed)
         .collect();
     assert_eq!(late_183.iter().sum::<u64>(), 1, "{late_183:?}");

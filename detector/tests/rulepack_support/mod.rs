@@ -100,8 +100,9 @@ impl Pack {
     /// alert on their own, then the correlation alerts.
     pub fn run(&self, agency: &str, events: &[Event]) -> Vec<Alert> {
         let mut alerts = Vec::new();
-        let mut engine = CorrelationEngine::new(Arc::clone(&self.correlations), EngineConfig::default())
-            .expect("the correlation engine accepts the pack");
+        let mut engine =
+            CorrelationEngine::new(Arc::clone(&self.correlations), EngineConfig::default())
+                .expect("the correlation engine accepts the pack");
         let mut out = Output::default();
         let mut signals = Vec::new();
         for (ordinal, ev) in events.iter().enumerate() {
@@ -145,7 +146,11 @@ impl Pack {
         }
         engine.flush(&mut out);
         assert!(out.late.is_empty(), "late signals: {:?}", out.late.len());
-        assert!(out.rejected.is_empty(), "rejected signals: {:?}", out.rejected.len());
+        assert!(
+            out.rejected.is_empty(),
+            "rejected signals: {:?}",
+            out.rejected.len()
+        );
         alerts.extend(out.alerts);
         alerts
     }
