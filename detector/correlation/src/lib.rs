@@ -79,7 +79,8 @@
 //! **Measures.** event_count: events. value_count: distinct values of
 //! `field` (a list of fields counts distinct tuples). temporal: how many of
 //! the referenced rules matched in the window — by default all of them must
-//! (`gte: <number of rules>`); a condition such as `gte: 2` relaxes that.
+//! (`gte: <number of rules>`); a condition such as `gte: 2` relaxes that. One
+//! event that matches several referenced rules counts for each of them.
 //! temporal_ordered: the length of the longest prefix of the `rules` list
 //! matched in order (distinct events, each later than the previous in
 //! processing order); by default the whole list. value_sum / value_avg:

@@ -126,3 +126,26 @@ fn alerts_become_final_after_the_lateness() {
     assert_eq!(out.alerts.len(), 1);
     assert_eq!(out.alerts[0].count, 8);
 }
+
+#[test]
+fn a_full_reorder_buffer_settles_early_and_counts_it() {
+    let set = set(MIXED, MIXED_BASE);
+    let cfg = EngineConfig {
+        allowed_lateness: Duration::from_secs(3600),
+        max_pending_per_input: 10,
+        ..EngineConfig::default()
+    };
+    let mut e = engine(&set, cfg);
+    let mut out = Output::default();
+    for t in 0..25 {
+        e.process(0, &sig("bf", "r1", &["A"], f64::from(t)).build(), &mut out);
+    }
+    let m = e.metrics();
+    assert!(m.pending_total <= 10, "{}", m.pending_total);
+    assert_eq!(m.forced_settles, 15);
+    assert_eq!(
+        out.alerts.len(),
+        1,
+        "the 8 events it takes were processed early"
+    );
+}

@@ -363,3 +363,16 @@ fn agencies_never_share_a_group() {
     ];
     assert!(alerts(&set, EngineConfig::default(), signals).is_empty());
 }
+
+#[test]
+fn one_event_matching_two_rules_counts_for_both_in_temporal() {
+    let set = set(
+        "title: Both\nid: c1\ncorrelation: {type: temporal, rules: [r1, r2], group-by: [user.name], timespan: 60s}\n",
+        BASE,
+    );
+    let mut both = sig("c1", "r1", &["eve"], 1.0).build();
+    both.rules.push("r2".into());
+    let alerts = alerts(&set, cfg_lateness(0), vec![both]);
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].count, 1);
+}
