@@ -2,6 +2,8 @@
 #
 #   make demo        run the standalone pipeline (the README's first command)
 #   make test        the whole test suite against the real local stack (CI runs this)
+#   make bench       every hot-path benchmark, printing events/s (parse, buffer,
+#                    collector pipeline, sigma, correlation, ClickHouse insert)
 #   make lint        rustfmt --check, clippy -D warnings, shellcheck
 #   make stack-up / stack-down / stack-status   the local Kafka, ClickHouse, Prometheus
 #
@@ -20,10 +22,10 @@ CARGO ?= cargo
 STACK := deploy/local/stack
 DEMO_ARGS ?= --demo
 
-.PHONY: help demo test test-steps test-rust build-deps lint stack-up stack-down stack-status
+.PHONY: help demo test test-steps test-format test-rust test-rules test-chdb bench build-deps lint stack-up stack-down stack-status
 
 help:
-	@sed -n '3,6p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,8p' Makefile | sed 's/^# \{0,1\}//'
 
 ## demo: the standalone pipeline (collector + detector in one process).
 ## Runs `qalqan-detector standalone --demo`; override with DEMO_ARGS="--input FILE".
@@ -34,13 +36,39 @@ demo:
 test: build-deps
 	deploy/local/with-stack $(MAKE) --no-print-directory test-steps
 
-test-steps: test-rust
+test-steps: test-format test-rust test-rules test-chdb
+
+## test-format: rustfmt is cheap, so CI refuses unformatted code early.
+test-format:
+	$(CARGO) fmt --all -- --check
 
 ## test-rust: build every binary first (tests run other packages' binaries
 ## through qalqan_testkit::cargo_bin), then all unit and integration tests.
+## Benchmarks are compiled (so they cannot rot) but not run: they measure
+## speed, which is reported from `make bench`, never asserted.
 test-rust:
 	$(CARGO) build --workspace --bins
-	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace --lib --bins --tests
+	$(CARGO) test --workspace --benches --no-run
+
+## test-rules: every rule in rules/ loads without rejection and passes its tests.
+test-rules:
+	$(CARGO) run --quiet -p qalqan-detector --bin qalqan-detector -- rules check --strict rules
+	$(CARGO) run --quiet -p qalqan-detector --bin qalqan-detector -- rules test rules
+
+## test-chdb: the modern DDL and the sink's rows in an in-process modern ClickHouse.
+test-chdb:
+	tests/chdb/run
+
+## bench: release builds, realistic data from ../shared/data; the ones that
+## need Kafka or ClickHouse run inside the local stack.
+bench:
+	$(CARGO) bench -p qalqan-core --bench parse
+	$(CARGO) bench -p qalqan-sigma --bench corpus
+	$(CARGO) bench -p qalqan-correlation --bench correlation
+	$(CARGO) bench -p qalqan-collector --bench buffer
+	deploy/local/with-stack $(CARGO) bench -p qalqan-collector --bench pipeline
+	deploy/local/with-stack $(CARGO) bench -p qalqan-detector --bench clickhouse_insert
 
 build-deps:
 	deploy/local/build-deps

@@ -130,8 +130,9 @@ async fn a_torn_tail_is_cut_and_every_complete_record_kept() {
     for (name, garbage) in [
         // A frame header promising 250 bytes, followed by only 10 of them.
         ("torn frame", {
-            let mut g = 250u32.to_le_bytes().to_vec();
-            g.extend_from_slice(&[0xAB; 12 + 10]);
+            let mut g = vec![0xAB; 4]; // checksum
+            g.extend_from_slice(&250u32.to_le_bytes()); // length
+            g.extend_from_slice(&[0xCD; 8 + 10]); // time, 10 payload bytes
             g
         }),
         // Zeros: what a crash can leave when the size grew but data did not land.

@@ -26,7 +26,11 @@ pub fn init_tracing(json: bool) {
 /// Binds `addr` and serves the registry in the Prometheus text format on
 /// `GET /metrics` (and `200 ok` on `/health`) until `shutdown` completes.
 /// Returns the bound address (useful with port 0) once listening.
-pub async fn serve_metrics<F>(addr: SocketAddr, registry: Registry, shutdown: F) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)>
+pub async fn serve_metrics<F>(
+    addr: SocketAddr,
+    registry: Registry,
+    shutdown: F,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)>
 where
     F: Future<Output = ()> + Send + 'static,
 {

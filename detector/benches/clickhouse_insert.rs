@@ -35,7 +35,7 @@ fn env_usize(name: &str, default: usize) -> usize {
 
 /// (agency, event) pairs: parsed sshd lines and the scenario's events.
 fn base_events() -> Vec<(String, Event)> {
-    let path = qalqan_testkit::shared_data("OpenSSH_2k.log");
+    let path = qalqan_testkit::shared_data("loghub/OpenSSH_2k.log");
     let text = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let parser = qalqan_core::parse::Parser::default();
     let now = Utc::now();

@@ -187,21 +187,44 @@ impl Validate for DetectorConfig {
         self.kafka.validate()?;
         let d = &self.detector;
         if d.roles.is_empty() {
-            return Err(Invalid::new("detector.roles", "is empty", "list at least one of match, correlate, archive"));
+            return Err(Invalid::new(
+                "detector.roles",
+                "is empty",
+                "list at least one of match, correlate, archive",
+            ));
         }
         if d.batch_size == 0 || d.batch_size > 1_000_000 {
-            return Err(Invalid::new("detector.batch_size", format!("{} is out of range", d.batch_size), "use 1 to 1000000 (2000 is a good default)"));
+            return Err(Invalid::new(
+                "detector.batch_size",
+                format!("{} is out of range", d.batch_size),
+                "use 1 to 1000000 (2000 is a good default)",
+            ));
         }
-        for (key, pattern) in [("detector.events_pattern", &d.events_pattern), ("detector.raw_pattern", &d.raw_pattern)] {
+        for (key, pattern) in [
+            ("detector.events_pattern", &d.events_pattern),
+            ("detector.raw_pattern", &d.raw_pattern),
+        ] {
             if !pattern.starts_with('^') {
-                return Err(Invalid::new(key, "is not a regex subscription", "start it with ^ (e.g. ^qalqan\\.events\\..+)"));
+                return Err(Invalid::new(
+                    key,
+                    "is not a regex subscription",
+                    "start it with ^ (e.g. ^qalqan\\.events\\..+)",
+                ));
             }
         }
         if self.rules.paths.is_empty() {
-            return Err(Invalid::new("rules.paths", "is empty", "list the rule directories, e.g. [\"/etc/qalqan/rules\"]"));
+            return Err(Invalid::new(
+                "rules.paths",
+                "is empty",
+                "list the rule directories, e.g. [\"/etc/qalqan/rules\"]",
+            ));
         }
         if d.roles.contains(&Role::Archive) && self.clickhouse.is_none() {
-            return Err(Invalid::new("clickhouse", "the archive role needs a [clickhouse] table", "add [clickhouse] with url, or drop \"archive\" from detector.roles"));
+            return Err(Invalid::new(
+                "clickhouse",
+                "the archive role needs a [clickhouse] table",
+                "add [clickhouse] with url, or drop \"archive\" from detector.roles",
+            ));
         }
         if let Some(ch) = &self.clickhouse {
             ch.validate()?;
@@ -221,7 +244,8 @@ mod tests {
 
     #[test]
     fn the_shipped_example_is_valid() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/detector/qalqan-detector.toml");
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/detector/qalqan-detector.toml");
         let cfg: DetectorConfig = qalqan_core::config::load(&path).expect("example config loads");
         assert!(cfg.detector.roles.contains(&Role::Match));
     }
@@ -229,13 +253,25 @@ mod tests {
     #[test]
     fn errors_name_the_key() {
         let p = Path::new("t.toml");
-        let e = qalqan_core::config::from_str::<DetectorConfig>("[kafka]\nbrokers = \"x:1\"\n[detector]\nroles = []\n", p).unwrap_err();
+        let e = qalqan_core::config::from_str::<DetectorConfig>(
+            "[kafka]\nbrokers = \"x:1\"\n[detector]\nroles = []\n",
+            p,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("detector.roles"), "{e}");
-        let e = qalqan_core::config::from_str::<DetectorConfig>("[kafka]\nbrokers = \"x:1\"\n", p).unwrap_err();
+        let e = qalqan_core::config::from_str::<DetectorConfig>("[kafka]\nbrokers = \"x:1\"\n", p)
+            .unwrap_err();
         assert!(e.to_string().contains("key `clickhouse`"), "{e}");
-        let e = qalqan_core::config::from_str::<DetectorConfig>("[kafka]\nbrokers = \"x:1\"\nbogus = 1\n", p).unwrap_err();
+        let e = qalqan_core::config::from_str::<DetectorConfig>(
+            "[kafka]\nbrokers = \"x:1\"\nbogus = 1\n",
+            p,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("bogus"), "{e}");
-        let ok = qalqan_core::config::from_str::<DetectorConfig>("[kafka]\nbrokers = \"x:1\"\n[detector]\nroles = [\"match\"]\n", p);
+        let ok = qalqan_core::config::from_str::<DetectorConfig>(
+            "[kafka]\nbrokers = \"x:1\"\n[detector]\nroles = [\"match\"]\n",
+            p,
+        );
         assert!(ok.is_ok(), "{ok:?}");
     }
 }

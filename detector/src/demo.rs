@@ -50,14 +50,25 @@ impl Rng {
 }
 
 fn syslog(at: DateTime<Utc>, host: &str, prog: &str, pid: u32, msg: &str) -> String {
-    format!("{} {host} {prog}[{pid}]: {msg}", at.format("%b %e %H:%M:%S"))
+    format!(
+        "{} {host} {prog}[{pid}]: {msg}",
+        at.format("%b %e %H:%M:%S")
+    )
 }
 
 fn kernel(at: DateTime<Utc>, host: &str, msg: &str) -> String {
     format!("{} {host} kernel: {msg}", at.format("%b %e %H:%M:%S"))
 }
 
-fn access(at: DateTime<Utc>, ip: &str, method: &str, path: &str, status: u16, bytes: u32, ua: &str) -> String {
+fn access(
+    at: DateTime<Utc>,
+    ip: &str,
+    method: &str,
+    path: &str,
+    status: u16,
+    bytes: u32,
+    ua: &str,
+) -> String {
     format!(
         "{ip} - - [{}] \"{method} {path} HTTP/1.1\" {status} {bytes} \"-\" \"{ua}\"",
         at.format("%d/%b/%Y:%H:%M:%S +0000")
@@ -70,8 +81,15 @@ const BROWSERS: &[&str] = &[
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1",
 ];
 const PORTAL_PAGES: &[&str] = &[
-    "/", "/services", "/services/passport", "/services/tax/declaration", "/news?page=2",
-    "/static/app.js", "/static/style.css", "/api/v1/queue/status", "/login",
+    "/",
+    "/services",
+    "/services/passport",
+    "/services/tax/declaration",
+    "/news?page=2",
+    "/static/app.js",
+    "/static/style.css",
+    "/api/v1/queue/status",
+    "/login",
 ];
 
 /// Generates the scenario starting at `start`. Roughly 1,600 lines over
@@ -79,7 +97,8 @@ const PORTAL_PAGES: &[&str] = &[
 pub fn scenario(start: DateTime<Utc>, seed: u64) -> Vec<DemoLine> {
     let mut rng = Rng(seed | 1);
     let mut out = Vec::with_capacity(2048);
-    let mut push = |at: DateTime<Utc>, log: &'static str, line: String| out.push(DemoLine { at, log, line });
+    let mut push =
+        |at: DateTime<Utc>, log: &'static str, line: String| out.push(DemoLine { at, log, line });
 
     // Background: citizens using the portal, admins working, all along.
     for i in 0..900 {
@@ -87,7 +106,19 @@ pub fn scenario(start: DateTime<Utc>, seed: u64) -> Vec<DemoLine> {
         let ip = format!("198.51.100.{}", 10 + rng.below(200));
         let page = rng.pick(PORTAL_PAGES);
         let status = if rng.below(40) == 0 { 404 } else { 200 };
-        push(at, "access", access(at, &ip, "GET", page, status, 512 + rng.below(40_000) as u32, rng.pick(BROWSERS)));
+        push(
+            at,
+            "access",
+            access(
+                at,
+                &ip,
+                "GET",
+                page,
+                status,
+                512 + rng.below(40_000) as u32,
+                rng.pick(BROWSERS),
+            ),
+        );
         if i % 120 == 0 {
             let at = at + Duration::milliseconds(200);
             push(at, "auth", syslog(at, APP_HOST, "sshd", 4100 + i as u32, "Accepted publickey for deploy from 192.0.2.10 port 40022 ssh2: ED25519 SHA256:q5Zk0t2dmFkYjJmZjE0MGI4"));
@@ -100,9 +131,12 @@ pub fn scenario(start: DateTime<Utc>, seed: u64) -> Vec<DemoLine> {
 
     // 1. Reconnaissance (minute 2): a SYN scan of the web server's ports.
     let t = start + Duration::minutes(2);
-    for (n, port) in [21u16, 22, 23, 25, 53, 80, 110, 111, 135, 139, 143, 443, 445, 993, 995, 1433, 1521, 2049, 3306, 3389, 5432, 5900, 6379, 8080, 8443, 9200, 11211, 27017]
-        .iter()
-        .enumerate()
+    for (n, port) in [
+        21u16, 22, 23, 25, 53, 80, 110, 111, 135, 139, 143, 443, 445, 993, 995, 1433, 1521, 2049,
+        3306, 3389, 5432, 5900, 6379, 8080, 8443, 9200, 11211, 27017,
+    ]
+    .iter()
+    .enumerate()
     {
         let at = t + Duration::milliseconds(n as i64 * 40);
         push(at, "kern", kernel(at, WEB_HOST, &format!(
@@ -130,31 +164,106 @@ pub fn scenario(start: DateTime<Utc>, seed: u64) -> Vec<DemoLine> {
     for round in 0..4 {
         for (n, (path, status, ua)) in probes.iter().enumerate() {
             let at = t + Duration::milliseconds((round * probes.len() + n) as i64 * 700);
-            push(at, "access", access(at, ATTACKER_IP, "GET", path, *status, 162, ua));
+            push(
+                at,
+                "access",
+                access(at, ATTACKER_IP, "GET", path, *status, 162, ua),
+            );
         }
     }
 
     // 3a. Password spraying on SSH (minute 6): one source, many accounts.
     let t = start + Duration::minutes(6);
-    let users = ["admin", "oracle", "postgres", "test", "ubuntu", "guest", "backup", "ftpuser", "support", "operator", "nagios", "git", "jenkins", "www", "minister"];
+    let users = [
+        "admin", "oracle", "postgres", "test", "ubuntu", "guest", "backup", "ftpuser", "support",
+        "operator", "nagios", "git", "jenkins", "www", "minister",
+    ];
     for (n, user) in users.iter().enumerate() {
         let at = t + Duration::milliseconds(n as i64 * 900);
-        push(at, "auth", syslog(at, APP_HOST, "sshd", 7000 + n as u32, &format!("Invalid user {user} from {SPRAYER_IP} port {}", 40000 + n)));
-        push(at, "auth", syslog(at, APP_HOST, "sshd", 7000 + n as u32, &format!("Failed password for invalid user {user} from {SPRAYER_IP} port {} ssh2", 40000 + n)));
+        push(
+            at,
+            "auth",
+            syslog(
+                at,
+                APP_HOST,
+                "sshd",
+                7000 + n as u32,
+                &format!("Invalid user {user} from {SPRAYER_IP} port {}", 40000 + n),
+            ),
+        );
+        push(
+            at,
+            "auth",
+            syslog(
+                at,
+                APP_HOST,
+                "sshd",
+                7000 + n as u32,
+                &format!(
+                    "Failed password for invalid user {user} from {SPRAYER_IP} port {} ssh2",
+                    40000 + n
+                ),
+            ),
+        );
     }
 
     // 3b. Brute force on the portal's admin account (minutes 8-10), over SSH and the web login.
     let t = start + Duration::minutes(8);
     for n in 0..40 {
         let at = t + Duration::milliseconds(n * 2500);
-        push(at, "auth", syslog(at, APP_HOST, "sshd", 8000 + n as u32, &format!("Failed password for egovadmin from {ATTACKER_IP} port {} ssh2", 50000 + n)));
-        push(at, "access", access(at, ATTACKER_IP, "POST", "/login", 401, 87, "python-requests/2.31.0"));
+        push(
+            at,
+            "auth",
+            syslog(
+                at,
+                APP_HOST,
+                "sshd",
+                8000 + n as u32,
+                &format!(
+                    "Failed password for egovadmin from {ATTACKER_IP} port {} ssh2",
+                    50000 + n
+                ),
+            ),
+        );
+        push(
+            at,
+            "access",
+            access(
+                at,
+                ATTACKER_IP,
+                "POST",
+                "/login",
+                401,
+                87,
+                "python-requests/2.31.0",
+            ),
+        );
     }
 
     // 4. The password is found (minute 10): success right after the failures.
     let at = start + Duration::minutes(10) + Duration::seconds(5);
-    push(at, "auth", syslog(at, APP_HOST, "sshd", 8100, &format!("Accepted password for egovadmin from {ATTACKER_IP} port 50100 ssh2")));
-    push(at, "auth", syslog(at, APP_HOST, "sshd", 8100, "pam_unix(sshd:session): session opened for user egovadmin(uid=1001) by (uid=0)"));
+    push(
+        at,
+        "auth",
+        syslog(
+            at,
+            APP_HOST,
+            "sshd",
+            8100,
+            &format!("Accepted password for egovadmin from {ATTACKER_IP} port 50100 ssh2"),
+        ),
+    );
+    push(
+        at,
+        "auth",
+        syslog(
+            at,
+            APP_HOST,
+            "sshd",
+            8100,
+            "pam_unix(sshd:session): session opened for user egovadmin(uid=1001) by (uid=0)",
+        ),
+    );
 
     // 5. Escalation and persistence (minutes 11-13).
     let mut at = start + Duration::minutes(11);
@@ -173,7 +282,17 @@ pub fn scenario(start: DateTime<Utc>, seed: u64) -> Vec<DemoLine> {
     let a = step(15);
     push(a, "auth", syslog(a, APP_HOST, "sudo", 8204, "egovadmin : TTY=pts/1 ; PWD=/home/egovadmin ; USER=root ; COMMAND=/usr/sbin/usermod -aG sudo sysupdate"));
     let a = step(1);
-    push(a, "auth", syslog(a, APP_HOST, "usermod", 8205, "add 'sysupdate' to group 'sudo'"));
+    push(
+        a,
+        "auth",
+        syslog(
+            a,
+            APP_HOST,
+            "usermod",
+            8205,
+            "add 'sysupdate' to group 'sudo'",
+        ),
+    );
     let a = step(30);
     push(a, "auth", syslog(a, APP_HOST, "sudo", 8206, "egovadmin : TTY=pts/1 ; PWD=/home/egovadmin ; USER=root ; COMMAND=/usr/bin/systemctl stop auditd"));
     let a = step(40);
@@ -198,7 +317,9 @@ mod tests {
         assert_eq!(a, scenario(start, 7));
         assert!(a.len() > 1000);
         assert!(a.windows(2).all(|w| w[0].at <= w[1].at));
-        assert!(a.iter().any(|l| l.line.contains("Accepted password for egovadmin")));
+        assert!(a
+            .iter()
+            .any(|l| l.line.contains("Accepted password for egovadmin")));
         assert!(a.iter().all(|l| !l.line.contains('\n')));
     }
 }

@@ -10,7 +10,8 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 
 use prometheus::{
-    Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry,
 };
 
 /// Distinct rule ids that get their own `rule` label value.
@@ -64,7 +65,9 @@ fn opts(name: &str, help: &str) -> Opts {
 impl Metrics {
     pub fn new() -> Metrics {
         let r = Registry::new();
-        let latency_buckets = vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+        let latency_buckets = vec![
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+        ];
         let m = Metrics {
             events_in: reg!(r, IntCounterVec::new(opts("events_total", "Events read, by agency (from the topic name)."), &["agency"])),
             raw_parsed: reg!(r, IntCounterVec::new(opts("raw_parsed_total", "Raw third-party lines parsed, by parser."), &["parser"])),
@@ -94,7 +97,9 @@ impl Metrics {
             registry: r,
             rule_labels: Mutex::new(HashSet::new()),
         };
-        m.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        m.build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
         m.start_time.set(chrono::Utc::now().timestamp() as f64);
         m
     }
@@ -136,6 +141,8 @@ mod tests {
         assert_eq!(m.rule_matches.with_label_values(&["other"]).get(), 10);
         assert_eq!(m.rule_matches.with_label_values(&["rule-0"]).get(), 2);
         let families = m.registry.gather();
-        assert!(families.iter().all(|f| f.name().starts_with("qalqan_detector_")));
+        assert!(families
+            .iter()
+            .all(|f| f.name().starts_with("qalqan_detector_")));
     }
 }

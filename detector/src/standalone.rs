@@ -99,13 +99,29 @@ impl Sinks<'_> {
 
 impl Standalone {
     /// Runs until every input is exhausted (or forever with `follow`).
-    pub fn run(&self, rules: Arc<LoadedRules>, metrics: Arc<Metrics>) -> anyhow::Result<RunSummary> {
+    pub fn run(
+        &self,
+        rules: Arc<LoadedRules>,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<RunSummary> {
         let mut summary = RunSummary::default();
         let mut matcher = Matcher::new(Arc::clone(&rules), &self.matcher, Arc::clone(&metrics));
-        let mut correlator = Correlator::new(Arc::clone(&rules.correlations), self.correlation.clone(), Arc::clone(&metrics))?;
+        let mut correlator = Correlator::new(
+            Arc::clone(&rules.correlations),
+            self.correlation.clone(),
+            Arc::clone(&metrics),
+        )?;
         let mut sinks = Sinks {
-            alerts: self.alerts_out.as_deref().map(JsonLinesFile::append).transpose()?,
-            events: self.events_out.as_deref().map(JsonLinesFile::append).transpose()?,
+            alerts: self
+                .alerts_out
+                .as_deref()
+                .map(JsonLinesFile::append)
+                .transpose()?,
+            events: self
+                .events_out
+                .as_deref()
+                .map(JsonLinesFile::append)
+                .transpose()?,
             console: self.console,
             json_stdout: self.json_stdout,
             summary: &mut summary,
@@ -166,13 +182,19 @@ impl Standalone {
                 }
                 Input::File(path) if path.as_os_str() == "-" => {
                     let stdin = std::io::stdin();
-                    read_lines(stdin.lock(), false, |l| handle_line(l, now_micros(), &mut sinks))?;
-                }
-                Input::File(path) => {
-                    let file = std::fs::File::open(path).map_err(|e| anyhow::anyhow!("cannot open input {}: {e}", path.display()))?;
-                    read_lines(std::io::BufReader::with_capacity(1 << 20, file), self.follow, |l| {
+                    read_lines(stdin.lock(), false, |l| {
                         handle_line(l, now_micros(), &mut sinks)
                     })?;
+                }
+                Input::File(path) => {
+                    let file = std::fs::File::open(path).map_err(|e| {
+                        anyhow::anyhow!("cannot open input {}: {e}", path.display())
+                    })?;
+                    read_lines(
+                        std::io::BufReader::with_capacity(1 << 20, file),
+                        self.follow,
+                        |l| handle_line(l, now_micros(), &mut sinks),
+                    )?;
                 }
             }
         }
@@ -192,7 +214,11 @@ impl Standalone {
 
 /// Calls `f` for every line (without its terminator; `\r\n` too). With
 /// `follow`, waits for more at the end instead of returning.
-fn read_lines<R: BufRead>(mut reader: R, follow: bool, mut f: impl FnMut(&[u8]) -> anyhow::Result<()>) -> anyhow::Result<()> {
+fn read_lines<R: BufRead>(
+    mut reader: R,
+    follow: bool,
+    mut f: impl FnMut(&[u8]) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     let mut buf = Vec::with_capacity(4096);
     loop {
         buf.clear();

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! header: magic "QLQNBUF1" | version u32 | reserved u32 | first_id u64 | crc32c(previous 24 bytes) u32 | reserved u32
-//! frame:  len u32 | crc32c(len ‖ append_ms ‖ payload) u32 | append_ms u64 | payload (len bytes)
+//! frame:  crc32c(rest of the frame) u32 | len u32 | append_ms u64 | payload (len bytes)
 //! ```
 //!
 //! All integers are little-endian. Record ids are not stored per frame: the
@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 /// Size of the segment header in bytes.
 pub(crate) const SEGMENT_HEADER_LEN: u64 = 32;
-/// Size of a frame header (length, checksum, append time) in bytes.
+/// Size of a frame header (checksum, length, append time) in bytes.
 pub(crate) const FRAME_HEADER_LEN: usize = 16;
 /// Size of one ack-log entry in bytes.
 pub(crate) const ACK_ENTRY_LEN: usize = 16;
@@ -100,22 +100,18 @@ pub(crate) fn frame_len(payload_len: usize) -> u64 {
     (FRAME_HEADER_LEN + payload_len) as u64
 }
 
-fn frame_crc(len: u32, append_ms: u64, payload: &[u8]) -> u32 {
-    let crc = crc32c::crc32c(&len.to_le_bytes());
-    let crc = crc32c::crc32c_append(crc, &append_ms.to_le_bytes());
-    crc32c::crc32c_append(crc, payload)
-}
-
 /// Appends one frame to `out`. The caller guarantees `payload.len()` fits in
 /// a `u32` (appends larger than a segment are refused before encoding).
 pub(crate) fn encode_frame(out: &mut Vec<u8>, payload: &[u8], append_ms: u64) {
-    let len = payload.len() as u32;
-    let crc = frame_crc(len, append_ms, payload);
+    let start = out.len();
     out.reserve(FRAME_HEADER_LEN + payload.len());
-    out.extend_from_slice(&len.to_le_bytes());
-    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(&[0u8; 4]);
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     out.extend_from_slice(&append_ms.to_le_bytes());
     out.extend_from_slice(payload);
+    // One checksum call over a contiguous range: length, time, payload.
+    let crc = crc32c::crc32c(&out[start + 4..]);
+    out[start..start + 4].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// What the bytes at the start of a slice hold.
@@ -143,8 +139,8 @@ pub(crate) fn decode_frame(bytes: &[u8], max_payload: u64) -> Frame<'_> {
             needed: FRAME_HEADER_LEN,
         };
     }
-    let len = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
-    let crc = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
+    let crc = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    let len = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
     let mut ms = [0u8; 8];
     ms.copy_from_slice(&bytes[8..16]);
     let append_ms = u64::from_le_bytes(ms);
@@ -157,14 +153,13 @@ pub(crate) fn decode_frame(bytes: &[u8], max_payload: u64) -> Frame<'_> {
     if bytes.len() < total {
         return Frame::Incomplete { needed: total };
     }
-    let payload = &bytes[FRAME_HEADER_LEN..total];
-    if frame_crc(len, append_ms, payload) != crc {
+    if crc32c::crc32c(&bytes[4..total]) != crc {
         return Frame::Corrupt {
             reason: "record checksum mismatch".to_owned(),
         };
     }
     Frame::Record {
-        payload,
+        payload: &bytes[FRAME_HEADER_LEN..total],
         append_ms,
         len: total,
     }

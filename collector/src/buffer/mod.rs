@@ -19,6 +19,16 @@
 //! last segment is scanned and a torn tail cut off; reading resumes right
 //! after the ack point. See `format.rs` for the byte layout.
 //!
+//! Failures: a write that fails (a full disk, typically) is rolled back and
+//! the append returns [`BufferError::WriteFailed`]; later appends may
+//! succeed. Only a failed fsync, after which the kernel may have dropped the
+//! data, stops the buffer ([`BufferError::Failed`]) until it is reopened.
+//!
+//! Blocking: appends and reads do plain `pwrite`/`pread` calls on the
+//! calling thread (page-cache copies, microseconds); fsyncs happen on the
+//! buffer's own thread, so async callers never wait on the disk except
+//! under `Always`, where waiting for the fsync is the point.
+//!
 //! Module map: `format` (bytes on disk), `segment` (create and read segment
 //! files), `writer` (write batches, roll segments), `syncer` (fsync thread),
 //! `reader` (read cursor), `ack_log` (persisted ack point), `recovery`

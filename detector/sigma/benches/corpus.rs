@@ -35,7 +35,11 @@ fn shared_data() -> PathBuf {
 fn thread_cpu() -> Duration {
     std::fs::read_to_string("/proc/thread-self/schedstat")
         .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()))
+        .and_then(|s| {
+            s.split_whitespace()
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+        })
         .map(Duration::from_nanos)
         .unwrap_or_default()
 }
@@ -43,7 +47,11 @@ fn thread_cpu() -> Duration {
 fn vm(key: &str) -> String {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with(key)).map(|l| l[key.len()..].trim().to_owned()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(key))
+                .map(|l| l[key.len()..].trim().to_owned())
+        })
         .unwrap_or_else(|| "?".into())
 }
 
@@ -58,11 +66,25 @@ struct LaneResult {
     top: Vec<(usize, u32)>,
 }
 
-fn run_lane(engine: &Engine, total: usize, mut make: impl FnMut(&mut Rng, usize) -> Vec<Event>, parse_time: &mut Duration) -> LaneResult {
+fn run_lane(
+    engine: &Engine,
+    total: usize,
+    mut make: impl FnMut(&mut Rng, usize) -> Vec<Event>,
+    parse_time: &mut Duration,
+) -> LaneResult {
     const BATCH: usize = 10_000;
     let mut rng = Rng::new(20250314);
     let mut scratch = Scratch::new();
-    let mut r = LaneResult { events: 0, matches: 0, eval: Duration::ZERO, eval_cpu: Duration::ZERO, parse: Duration::ZERO, verified: 0, candidates: 0, top: Vec::new() };
+    let mut r = LaneResult {
+        events: 0,
+        matches: 0,
+        eval: Duration::ZERO,
+        eval_cpu: Duration::ZERO,
+        parse: Duration::ZERO,
+        verified: 0,
+        candidates: 0,
+        top: Vec::new(),
+    };
     // QALQAN_BENCH_PROFILE=1: one batch evaluated over and over, so a
     // profiler sees evaluation only.
     let profile = std::env::var_os("QALQAN_BENCH_PROFILE").is_some();
@@ -109,7 +131,10 @@ fn run_lane(engine: &Engine, total: usize, mut make: impl FnMut(&mut Rng, usize)
         for ev in batch.iter().step_by(97) {
             let fast = engine.evaluate_with(ev, &mut scratch).to_vec();
             let naive = engine.evaluate_naive(ev);
-            assert_eq!(fast, naive, "optimized and reference evaluators disagree on {ev:?}");
+            assert_eq!(
+                fast, naive,
+                "optimized and reference evaluators disagree on {ev:?}"
+            );
             r.verified += 1;
         }
         r.events += n;
@@ -119,7 +144,11 @@ fn run_lane(engine: &Engine, total: usize, mut make: impl FnMut(&mut Rng, usize)
 }
 
 fn report(engine: &Engine, name: &str, r: &LaneResult) {
-    let cpu = if r.eval_cpu.is_zero() { r.eval } else { r.eval_cpu };
+    let cpu = if r.eval_cpu.is_zero() {
+        r.eval
+    } else {
+        r.eval_cpu
+    };
     let eps = r.events as f64 / cpu.as_secs_f64();
     let pps = r.events as f64 / r.parse.as_secs_f64();
     println!(
@@ -135,19 +164,34 @@ fn report(engine: &Engine, name: &str, r: &LaneResult) {
     );
     let mut top = r.top.clone();
     top.sort_by(|a, b| b.cmp(a));
-    println!("         rules evaluated in full per event (avg) {:.1}; most frequent matches (est.):", r.candidates as f64 / r.events.max(1) as f64);
+    println!(
+        "         rules evaluated in full per event (avg) {:.1}; most frequent matches (est.):",
+        r.candidates as f64 / r.events.max(1) as f64
+    );
     for (n, idx) in top.iter().take(5) {
         println!("           {n:>7}  {}", engine.rule(*idx).meta.title);
     }
 }
 
 fn main() {
-    let total: usize = std::env::var("QALQAN_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000);
+    let total: usize = std::env::var("QALQAN_BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
     let data = shared_data();
-    let dirs = ["sigma/rules", "sigma/rules-emerging-threats", "sigma/rules-threat-hunting", "sigma/rules-placeholder"];
+    let dirs = [
+        "sigma/rules",
+        "sigma/rules-emerging-threats",
+        "sigma/rules-threat-hunting",
+        "sigma/rules-placeholder",
+    ];
     let paths: Vec<PathBuf> = dirs.iter().map(|d| data.join(d)).collect();
     for p in &paths {
-        assert!(p.exists(), "benchmark data missing: {} (set QALQAN_SHARED_DATA)", p.display());
+        assert!(
+            p.exists(),
+            "benchmark data missing: {} (set QALQAN_SHARED_DATA)",
+            p.display()
+        );
     }
     let pdir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../rules/pipelines");
     let mut pfiles: Vec<PathBuf> = std::fs::read_dir(&pdir)
@@ -178,12 +222,21 @@ fn main() {
 
     let now = Utc::now();
     let parser = Parser::new(ParseOptions::default());
-    let web_parser = Parser::new(ParseOptions { web_product: Some("nginx".into()), ..ParseOptions::default() });
+    let web_parser = Parser::new(ParseOptions {
+        web_product: Some("nginx".into()),
+        ..ParseOptions::default()
+    });
     let sysmon_ls = LogSource::new(Some("windows"), Some("sysmon"), None);
     for (name, ls) in [
         ("sshd", LogSource::new(Some("linux"), Some("sshd"), None)),
-        ("syslog", LogSource::new(Some("linux"), Some("syslog"), None)),
-        ("web", LogSource::new(Some("nginx"), None, Some("webserver"))),
+        (
+            "syslog",
+            LogSource::new(Some("linux"), Some("syslog"), None),
+        ),
+        (
+            "web",
+            LogSource::new(Some("nginx"), None, Some("webserver")),
+        ),
         ("sysmon", sysmon_ls.clone()),
     ] {
         let (rules, always) = engine.route_stats(&ls);
@@ -192,45 +245,75 @@ fn main() {
             let mut scans = engine.route_scans(&ls);
             scans.sort_by(|a, b| b.3.cmp(&a.3));
             for (f, n, bytes, mem) in scans.iter().take(12) {
-                println!("    scan {f:<28} atoms {n:>6} bytes {bytes:>7} automaton {:>8} kB", mem / 1024);
+                println!(
+                    "    scan {f:<28} atoms {n:>6} bytes {bytes:>7} automaton {:>8} kB",
+                    mem / 1024
+                );
             }
             let total: usize = scans.iter().map(|s| s.3).sum();
-            println!("    {} scanned fields, automata {} kB", scans.len(), total / 1024);
+            println!(
+                "    {} scanned fields, automata {} kB",
+                scans.len(),
+                total / 1024
+            );
             for i in engine.route_always(&ls) {
-                println!("    always: {} ({})", engine.rule(i).meta.title, engine.rule(i).source);
+                println!(
+                    "    always: {} ({})",
+                    engine.rule(i).meta.title,
+                    engine.rule(i).source
+                );
             }
         }
     }
 
-    let lanes_wanted = std::env::var("QALQAN_BENCH_LANES").unwrap_or_else(|_| "syslog,web,windows".into());
+    let lanes_wanted =
+        std::env::var("QALQAN_BENCH_LANES").unwrap_or_else(|_| "syslog,web,windows".into());
     let want = |l: &str| lanes_wanted.split(',').any(|x| x.trim() == l);
     let mut parse = Duration::ZERO;
     if want("syslog") {
-    let r = run_lane(&engine, total, |rng, n| (0..n).map(|_| parser.parse(lanes::syslog_line(rng).as_bytes(), now).event).collect(), &mut parse);
-    report(&engine, "syslog", &r);
+        let r = run_lane(
+            &engine,
+            total,
+            |rng, n| {
+                (0..n)
+                    .map(|_| parser.parse(lanes::syslog_line(rng).as_bytes(), now).event)
+                    .collect()
+            },
+            &mut parse,
+        );
+        report(&engine, "syslog", &r);
     }
     if want("web") {
-    let r = run_lane(&engine, total, |rng, n| (0..n).map(|_| web_parser.parse(lanes::web_line(rng).as_bytes(), now).event).collect(), &mut parse);
-    report(&engine, "web", &r);
+        let r = run_lane(
+            &engine,
+            total,
+            |rng, n| {
+                (0..n)
+                    .map(|_| web_parser.parse(lanes::web_line(rng).as_bytes(), now).event)
+                    .collect()
+            },
+            &mut parse,
+        );
+        report(&engine, "web", &r);
     }
     if want("windows") {
-    let r = run_lane(
-        &engine,
-        total,
-        |rng, n| {
-            (0..n)
-                .map(|_| {
-                    let mut ev = Event::from_json_bytes(lanes::sysmon_json(rng).as_bytes(), now).expect("generated JSON");
-                    ev.logsource = sysmon_ls.clone();
-                    ev
-                })
-                .collect()
-        },
-        &mut parse,
-    );
-    report(&engine, "windows", &r);
+        let r = run_lane(
+            &engine,
+            total,
+            |rng, n| {
+                (0..n)
+                    .map(|_| {
+                        let mut ev =
+                            Event::from_json_bytes(lanes::sysmon_json(rng).as_bytes(), now)
+                                .expect("generated JSON");
+                        ev.logsource = sysmon_ls.clone();
+                        ev
+                    })
+                    .collect()
+            },
+            &mut parse,
+        );
+        report(&engine, "windows", &r);
     }
-    let d: Vec<u64> = qalqan_sigma::engine::DIAG.iter().map(|x| x.load(std::sync::atomic::Ordering::Relaxed)).collect();
-    println!("DIAG events {} field scans {} bytes {} matches {}", d[3], d[0], d[1], d[2]);
     println!("peak memory VmHWM {}", vm("VmHWM:"));
 }

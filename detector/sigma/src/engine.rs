@@ -597,8 +597,17 @@ impl Engine {
         r.scans
             .iter()
             .map(|s| {
-                let bytes = s.pats.iter().map(|p| self.atoms.atoms[p.atom as usize].1.len()).sum();
-                (self.fields.name(s.field).to_owned(), s.pats.len(), bytes, s.ac.memory_usage())
+                let bytes = s
+                    .pats
+                    .iter()
+                    .map(|p| self.atoms.atoms[p.atom as usize].1.len())
+                    .sum();
+                (
+                    self.fields.name(s.field).to_owned(),
+                    s.pats.len(),
+                    bytes,
+                    s.ac.memory_usage(),
+                )
             })
             .collect()
     }
@@ -778,15 +787,10 @@ impl Engine {
 }
 
 /// Scans the route's fields and collects candidate rules.
-pub static DIAG: [std::sync::atomic::AtomicU64; 4] = [std::sync::atomic::AtomicU64::new(0), std::sync::atomic::AtomicU64::new(0), std::sync::atomic::AtomicU64::new(0), std::sync::atomic::AtomicU64::new(0)];
 fn scan(route: &Route, st: &mut EventState, marks: &mut ClauseMarks, cands: &mut Vec<RuleIdx>) {
-    DIAG[3].fetch_add(1, Ordering::Relaxed);
     for fs in &route.scans {
         st.scan_field(fs.field, |hay, hit| {
-            DIAG[0].fetch_add(1, Ordering::Relaxed);
-            DIAG[1].fetch_add(hay.len() as u64, Ordering::Relaxed);
             for m in fs.ac.find_overlapping_iter(hay) {
-                DIAG[2].fetch_add(1, Ordering::Relaxed);
                 let p = &fs.pats[m.pattern().as_usize()];
                 if hit(p.atom) && p.postings.0 != p.postings.1 {
                     marks.mark(route, p.postings, cands);

@@ -28,6 +28,17 @@ pub enum FieldVal<'a> {
     Time(DateTime<Utc>),
 }
 
+/// A field prepared for matching (see [`Ctx::view`]).
+#[derive(Debug, Default)]
+pub struct FieldView<'a> {
+    pub present: bool,
+    /// The value is JSON null.
+    pub null: bool,
+    /// Elements with their lower-cased text when it was prepared for this
+    /// event (None otherwise, and for null elements).
+    pub elems: SmallVec<[(Elem<'a>, Option<&'a str>); 2]>,
+}
+
 /// One element of a (possibly list) value.
 #[derive(Debug, Clone, Copy)]
 pub enum Elem<'a> {
@@ -221,7 +232,8 @@ pub struct Ctx<'a> {
 
 #[inline]
 fn bit(set: &[u64], a: AtomId) -> bool {
-    set.get((a / 64) as usize).is_some_and(|w| w & (1u64 << (a % 64)) != 0)
+    set.get((a / 64) as usize)
+        .is_some_and(|w| w & (1u64 << (a % 64)) != 0)
 }
 
 /// Fills `vals` and the field slots for `event`.
@@ -307,40 +319,28 @@ impl<'a> Ctx<'a> {
         )
     }
 
-    /// Calls `pred` with each element and its lower-cased text until it
-    /// returns true.
-    fn any_elem(
-        &self,
-        f: FieldId,
-        v: FieldVal<'a>,
-        mut pred: impl FnMut(Elem<'a>, Option<&str>) -> bool,
-    ) -> bool {
+    /// The field prepared for matching: its elements with lower-cased text.
+    pub fn view(&self, f: FieldId) -> FieldView<'a> {
+        let Some(v) = self.get(f) else {
+            return FieldView::default();
+        };
+        let null = matches!(v, FieldVal::Value(Value::Null));
         let es = elems(v);
-        if let Some(texts) = self.lower_texts(f) {
-            for (e, t) in es.into_iter().zip(texts) {
-                if pred(e, t) {
-                    return true;
+        let mut out = SmallVec::with_capacity(es.len());
+        match self.lower_texts(f) {
+            Some(texts) => {
+                for (e, t) in es.into_iter().zip(texts) {
+                    out.push((e, t));
                 }
             }
-            return false;
+            // not prepared: matchers that need the text compute it themselves
+            None => out.extend(es.into_iter().map(|e| (e, None))),
         }
-        // not prepared (explanations, naive path on unusual fields): compute here
-        let mut raw = String::new();
-        let mut low = String::new();
-        for e in es {
-            raw.clear();
-            low.clear();
-            let t = if render_elem(e, &mut raw) {
-                lowercase_into(&raw, &mut low);
-                Some(low.as_str())
-            } else {
-                None
-            };
-            if pred(e, t) {
-                return true;
-            }
+        FieldView {
+            present: true,
+            null,
+            elems: out,
         }
-        false
     }
 
     pub fn eval_rule(&self, r: &CompiledRule) -> bool {
@@ -364,40 +364,49 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// An item: values OR-ed (AND-ed under `all`), each value's
+    /// alternatives OR-ed. The field is prepared once, and only when a
+    /// matcher cannot be decided from the prefilter atoms alone.
     pub fn eval_item(&self, i: &Item) -> bool {
-        if i.all {
-            i.values
-                .iter()
-                .all(|v| v.alts.iter().any(|m| self.eval_matcher(i.field, m)))
-        } else {
-            i.values
-                .iter()
-                .any(|v| v.alts.iter().any(|m| self.eval_matcher(i.field, m)))
+        let mut view: Option<FieldView<'a>> = None;
+        for v in &i.values {
+            let mut hit = false;
+            for m in &v.alts {
+                if self.matcher_with(i.field, m, &mut view) {
+                    hit = true;
+                    break;
+                }
+            }
+            if i.all != hit {
+                // all: one value failed; any: one value matched
+                return hit;
+            }
         }
+        i.all
     }
 
+    /// One matcher against the field (see [`Ctx::eval_item`]).
     pub fn eval_matcher(&self, field: FieldId, m: &Matcher) -> bool {
-        match m {
-            Matcher::Null => self.get(field).is_none_or(|v| v.is_null()),
-            Matcher::Exists(b) => self.get(field).is_some() == *b,
-            Matcher::Str(s) => {
-                if let (Some(scanned), Some(a)) = (self.scanned, s.atom) {
-                    if bit(scanned, a) {
-                        if !self.st.is_hit(a) {
-                            return false;
-                        }
-                        if s.atom_decides {
-                            return true;
+        self.matcher_with(field, m, &mut None)
+    }
+
+    fn matcher_with(&self, field: FieldId, m: &Matcher, view: &mut Option<FieldView<'a>>) -> bool {
+        // Decide from the prefilter when possible.
+        if let Some(scanned) = self.scanned {
+            match m {
+                Matcher::Str(s) => {
+                    if let Some(a) = s.atom {
+                        if bit(scanned, a) {
+                            if !self.st.is_hit(a) {
+                                return false;
+                            }
+                            if s.atom_decides {
+                                return true;
+                            }
                         }
                     }
                 }
-                let Some(v) = self.get(field) else {
-                    return false;
-                };
-                self.any_elem(field, v, |e, low| str_elem(s, e, low))
-            }
-            Matcher::Regex(r) => {
-                if let Some(scanned) = self.scanned {
+                Matcher::Regex(r) => {
                     if !r.atoms.is_empty()
                         && r.atoms.iter().all(|&a| bit(scanned, a))
                         && !r.atoms.iter().any(|&a| self.st.is_hit(a))
@@ -405,76 +414,58 @@ impl<'a> Ctx<'a> {
                         return false;
                     }
                 }
-                let Some(v) = self.get(field) else {
-                    return false;
-                };
-                let mut buf = String::new();
-                self.any_elem(field, v, |e, _| {
-                    text_of(e, &mut buf).is_some_and(|t| r.regex.is_match(t))
-                })
+                _ => {}
             }
-            Matcher::FieldRef { other, mode, cased } => {
-                self.field_ref(field, *other, *mode, *cased)
-            }
+        }
+        if let Matcher::FieldRef { other, mode, cased } = m {
+            return self.field_ref(field, *other, *mode, *cased);
+        }
+        let v = view.get_or_insert_with(|| self.view(field));
+        match m {
+            Matcher::Null => !v.present || v.null,
+            Matcher::Exists(b) => v.present == *b,
             Matcher::Not(inner) => {
-                let Some(v) = self.get(field) else {
-                    return false;
-                };
-                if v.is_null() {
+                if !v.present || v.null {
                     return false;
                 }
                 if let Matcher::FieldRef { other, .. } = **inner {
                     return self.get(other).is_some_and(|o| !o.is_null())
                         && !self.eval_matcher(field, inner);
                 }
-                self.any_elem(field, v, |e, low| {
-                    !matches!(e, Elem::Null) && !elem_match(inner, e, low)
-                })
+                v.elems
+                    .iter()
+                    .any(|(e, low)| !matches!(e, Elem::Null) && !elem_match(inner, *e, *low))
             }
-            other => {
-                let Some(v) = self.get(field) else {
-                    return false;
-                };
-                self.any_elem(field, v, |e, low| elem_match(other, e, low))
-            }
+            other => v.elems.iter().any(|(e, low)| elem_match(other, *e, *low)),
         }
     }
 
     fn field_ref(&self, field: FieldId, other: FieldId, mode: RefMode, cased: bool) -> bool {
-        let (Some(a), Some(b)) = (self.get(field), self.get(other)) else {
+        let (a, b) = (self.view(field), self.view(other));
+        if !a.present || !b.present {
             return false;
-        };
-        let mut bs: Vec<String> = Vec::new();
-        let mut buf = String::new();
-        for e in elems(b) {
-            buf.clear();
-            if render_elem(e, &mut buf) {
-                bs.push(if cased {
-                    buf.clone()
-                } else {
-                    crate::value::lowercase(&buf)
-                });
-            }
         }
-        let mut raw = String::new();
-        self.any_elem(field, a, |e, low| {
-            let text = if cased {
-                raw.clear();
-                if !render_elem(e, &mut raw) {
-                    return false;
-                }
-                raw.as_str()
+        let text = |e: &Elem<'_>, low: &Option<&str>| -> Option<String> {
+            let mut raw = String::new();
+            if !render_elem(*e, &mut raw) {
+                return None;
+            }
+            if cased {
+                Some(raw)
             } else {
-                match low {
-                    Some(t) => t,
-                    None => return false,
-                }
-            };
+                Some(
+                    low.map(str::to_owned)
+                        .unwrap_or_else(|| crate::value::lowercase(&raw)),
+                )
+            }
+        };
+        let bs: Vec<String> = b.elems.iter().filter_map(|(e, l)| text(e, l)).collect();
+        a.elems.iter().filter_map(|(e, l)| text(e, l)).any(|t| {
             bs.iter().any(|b| match mode {
-                RefMode::Exact => text == b,
-                RefMode::Prefix => text.starts_with(b.as_str()),
-                RefMode::Suffix => text.ends_with(b.as_str()),
-                RefMode::Contains => text.contains(b.as_str()),
+                RefMode::Exact => t == *b,
+                RefMode::Prefix => t.starts_with(b.as_str()),
+                RefMode::Suffix => t.ends_with(b.as_str()),
+                RefMode::Contains => t.contains(b.as_str()),
             })
         })
     }
@@ -493,11 +484,16 @@ fn text_of<'a>(e: Elem<'a>, buf: &'a mut String) -> Option<&'a str> {
 }
 
 fn str_elem(s: &StrMatcher, e: Elem<'_>, low: Option<&str>) -> bool {
+    let mut buf = String::new();
     if s.cased {
-        let mut buf = String::new();
-        text_of(e, &mut buf).is_some_and(|t| s.pattern.is_match(t))
-    } else {
-        low.is_some_and(|t| s.pattern.is_match(t))
+        return text_of(e, &mut buf).is_some_and(|t| s.pattern.is_match(t));
+    }
+    match low {
+        Some(t) => s.pattern.is_match(t),
+        // text not prepared (explanations): lower-case it here
+        None => {
+            text_of(e, &mut buf).is_some_and(|t| s.pattern.is_match(&crate::value::lowercase(t)))
+        }
     }
 }
 

@@ -83,7 +83,10 @@ impl Route {
                 Some(cs) if !cs.is_empty() => {
                     for (ci, c) in cs.iter().enumerate() {
                         for &a in c {
-                            per_field.entry(atoms.atoms[a as usize].0).or_default().push(a);
+                            per_field
+                                .entry(atoms.atoms[a as usize].0)
+                                .or_default()
+                                .push(a);
                             posting_map.entry(a).or_default().push(Posting {
                                 rule: local as u32,
                                 clause: ci as u8,
@@ -107,7 +110,10 @@ impl Route {
             list.sort_unstable();
             list.dedup();
             lower.push(field);
-            let lits: Vec<&str> = list.iter().map(|&a| atoms.atoms[a as usize].1.as_str()).collect();
+            let lits: Vec<&str> = list
+                .iter()
+                .map(|&a| atoms.atoms[a as usize].1.as_str())
+                .collect();
             let bytes: usize = lits.iter().map(|l| l.len()).sum();
             let mut b = AhoCorasickBuilder::new();
             b.match_kind(MatchKind::Standard);

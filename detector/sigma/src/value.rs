@@ -209,11 +209,24 @@ pub fn lowercase_into(s: &str, out: &mut String) {
         let start = out.len();
         out.push_str(s);
         out[start..].make_ascii_lowercase();
-    } else {
-        for c in s.chars() {
+        return;
+    }
+    out.reserve(s.len());
+    let mut rest = s;
+    while !rest.is_empty() {
+        // ASCII runs in bulk, other characters one by one
+        let ascii = rest.bytes().position(|b| b >= 0x80).unwrap_or(rest.len());
+        if ascii > 0 {
+            let start = out.len();
+            out.push_str(&rest[..ascii]);
+            out[start..].make_ascii_lowercase();
+            rest = &rest[ascii..];
+        }
+        if let Some(c) = rest.chars().next() {
             for l in c.to_lowercase() {
                 out.push(l);
             }
+            rest = &rest[c.len_utf8()..];
         }
     }
 }

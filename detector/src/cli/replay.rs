@@ -53,7 +53,10 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
     let input: Box<dyn Read> = if a.file.as_os_str() == "-" {
         Box::new(std::io::stdin())
     } else {
-        Box::new(std::fs::File::open(&a.file).with_context(|| format!("opening {}", a.file.display()))?)
+        Box::new(
+            std::fs::File::open(&a.file)
+                .with_context(|| format!("opening {}", a.file.display()))?,
+        )
     };
     let mut input = BufReader::new(input);
     let mut scratch = Scratch::new();
@@ -110,7 +113,11 @@ pub fn run(a: ReplayArgs) -> anyhow::Result<ExitCode> {
     by_count.sort_by(|a, b| b.cmp(a));
     for (n, idx) in by_count {
         let r = engine.rule(idx);
-        eprintln!("{n:>8}  [{}] {}", r.meta.level.as_deref().unwrap_or("-"), r.meta.title);
+        eprintln!(
+            "{n:>8}  [{}] {}",
+            r.meta.level.as_deref().unwrap_or("-"),
+            r.meta.title
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

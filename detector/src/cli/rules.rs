@@ -12,6 +12,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
+use crate::tooling::correlation_tests::{self, CorrelationTests};
 use crate::tooling::rule_tests::TestRunner;
 use crate::tooling::{print_report, EventArgs, EventReader, RuleSetArgs};
 
@@ -97,8 +98,13 @@ fn check(a: CheckArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    if a.strict && !report.rejected.is_empty() {
-        eprintln!("strict: {} document(s) rejected", report.rejected.len());
+    let correlation_problems = correlation_tests::problems(&engine);
+    for p in &correlation_problems {
+        println!("REJECTED {p}");
+    }
+    let rejected = report.rejected.len() + correlation_problems.len();
+    if a.strict && rejected > 0 {
+        eprintln!("strict: {rejected} document(s) rejected");
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
@@ -111,7 +117,15 @@ fn test(a: TestArgs) -> anyhow::Result<ExitCode> {
     for e in &report.rejected {
         println!("REJECTED {e}");
     }
-    let summary = TestRunner::new().run(&engine, &a.paths)?;
+    let correlation_problems = correlation_tests::problems(&engine);
+    for p in &correlation_problems {
+        println!("REJECTED {p}");
+    }
+    let correlations = CorrelationTests::new();
+    let tested_correlations = correlations.tested();
+    let summary = TestRunner::new()
+        .extension(Box::new(correlations))
+        .run(&engine, &a.paths)?;
     for o in &summary.outcomes {
         if o.passed {
             println!("ok   {}", o.label);
@@ -127,6 +141,11 @@ fn test(a: TestArgs) -> anyhow::Result<ExitCode> {
                 untested.push(format!("{} ({})", r.meta.title, r.source));
             }
         }
+        let tested = tested_correlations
+            .lock()
+            .map(|t| t.clone())
+            .unwrap_or_default();
+        untested.extend(correlation_tests::untested(&engine, &a.paths, &tested));
         for u in &untested {
             println!("UNTESTED {u}");
         }
@@ -143,12 +162,22 @@ fn test(a: TestArgs) -> anyhow::Result<ExitCode> {
             String::new()
         }
     );
-    let bad = summary.failed > 0 || !untested.is_empty() || !report.rejected.is_empty();
-    Ok(if bad { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    let bad = summary.failed > 0
+        || !untested.is_empty()
+        || !report.rejected.is_empty()
+        || !correlation_problems.is_empty();
+    Ok(if bad {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn indent(s: &str) -> String {
-    s.lines().map(|l| format!("     {l}")).collect::<Vec<_>>().join("\n")
+    s.lines()
+        .map(|l| format!("     {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
@@ -173,21 +202,30 @@ fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
     println!("{x}");
     let fired = engine.evaluate(&event).contains(&idx);
     if fired != x.fires() {
-        anyhow::bail!("internal inconsistency: optimized evaluator says {fired}, explanation says {}", x.fires());
+        anyhow::bail!(
+            "internal inconsistency: optimized evaluator says {fired}, explanation says {}",
+            x.fires()
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// `--event`: JSON text, a file (JSON, or text lines), or a raw line.
-fn read_event_arg(reader: &EventReader, arg: &str, line_number: Option<usize>) -> anyhow::Result<qalqan_core::Event> {
+fn read_event_arg(
+    reader: &EventReader,
+    arg: &str,
+    line_number: Option<usize>,
+) -> anyhow::Result<qalqan_core::Event> {
     let trimmed = arg.trim_start();
     if trimmed.starts_with('{') {
-        let v: serde_json::Value = serde_json::from_str(trimmed).context("--event: JSON text is not valid")?;
+        let v: serde_json::Value =
+            serde_json::from_str(trimmed).context("--event: JSON text is not valid")?;
         return reader.json(v);
     }
     let path = std::path::Path::new(arg);
     if path.is_file() {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         if let Some(n) = line_number {
             let line = text
                 .lines()

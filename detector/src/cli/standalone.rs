@@ -55,7 +55,10 @@ pub struct StandaloneArgs {
 pub fn run(args: StandaloneArgs) -> anyhow::Result<ExitCode> {
     qalqan_core::telemetry::init_tracing(false);
     if !qalqan_core::topics::valid_agency(&args.agency) {
-        anyhow::bail!("--agency {:?}: use 1-64 characters of A-Z, a-z, 0-9, - and _", args.agency);
+        anyhow::bail!(
+            "--agency {:?}: use 1-64 characters of A-Z, a-z, 0-9, - and _",
+            args.agency
+        );
     }
     let mut inputs: Vec<Input> = args.inputs.iter().cloned().map(Input::File).collect();
     if args.demo {
@@ -64,23 +67,48 @@ pub fn run(args: StandaloneArgs) -> anyhow::Result<ExitCode> {
     if inputs.is_empty() {
         anyhow::bail!("nothing to read: give --demo, or --input FILE (`-` for stdin)");
     }
-    let pipelines = if args.pipelines.is_empty() { default_pipelines(&args.rules) } else { args.pipelines.clone() };
-    let rules = LoadedRules::load(&RuleSources { paths: args.rules.clone(), pipelines })?;
+    let pipelines = if args.pipelines.is_empty() {
+        default_pipelines(&args.rules)
+    } else {
+        args.pipelines.clone()
+    };
+    let rules = LoadedRules::load(&RuleSources {
+        paths: args.rules.clone(),
+        pipelines,
+    })?;
     for p in &rules.problems {
         tracing::warn!("rule rejected: {p}");
     }
     if args.strict && !rules.problems.is_empty() {
-        anyhow::bail!("{} rule(s) rejected and --strict is set", rules.problems.len());
+        anyhow::bail!(
+            "{} rule(s) rejected and --strict is set",
+            rules.problems.len()
+        );
     }
     eprintln!("qalqan standalone: {}", rules.summary());
     let metrics = Arc::new(Metrics::new());
-    metrics.rules_loaded.with_label_values(&["loaded"]).set((rules.detection_loaded + rules.correlation_loaded) as i64);
-    metrics.rules_loaded.with_label_values(&["rejected"]).set(rules.problems.len() as i64);
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    metrics
+        .rules_loaded
+        .with_label_values(&["loaded"])
+        .set((rules.detection_loaded + rules.correlation_loaded) as i64);
+    metrics
+        .rules_loaded
+        .with_label_values(&["rejected"])
+        .set(rules.problems.len() as i64);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let _metrics_server = if args.metrics != "none" {
-        let addr: SocketAddr = args.metrics.parse().map_err(|e| anyhow::anyhow!("--metrics {}: {e}", args.metrics))?;
+        let addr: SocketAddr = args
+            .metrics
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--metrics {}: {e}", args.metrics))?;
         let registry = metrics.registry.clone();
-        match runtime.block_on(qalqan_core::telemetry::serve_metrics(addr, registry, std::future::pending())) {
+        match runtime.block_on(qalqan_core::telemetry::serve_metrics(
+            addr,
+            registry,
+            std::future::pending(),
+        )) {
             Ok((bound, handle)) => {
                 eprintln!("qalqan standalone: metrics on http://{bound}/metrics");
                 Some(handle)

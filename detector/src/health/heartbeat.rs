@@ -56,7 +56,12 @@ impl HeartbeatTracker {
     }
 
     /// Records a heartbeat from `agency` (taken from the topic) received at `now`.
-    pub fn observe(&mut self, agency: &str, event: &Event, now: DateTime<Utc>) -> Option<&CollectorHealth> {
+    pub fn observe(
+        &mut self,
+        agency: &str,
+        event: &Event,
+        now: DateTime<Utc>,
+    ) -> Option<&CollectorHealth> {
         let collector = event.get_str("observer.name")?.to_owned();
         let mut counters = BTreeMap::new();
         for (name, value) in event.fields.iter() {
@@ -94,7 +99,9 @@ impl HeartbeatTracker {
     pub fn check(&mut self, now: DateTime<Utc>) -> Vec<Alert> {
         let mut last_by_agency: HashMap<&str, DateTime<Utc>> = HashMap::new();
         for h in self.collectors.values() {
-            let e = last_by_agency.entry(h.agency.as_str()).or_insert(h.last_seen);
+            let e = last_by_agency
+                .entry(h.agency.as_str())
+                .or_insert(h.last_seen);
             if h.last_seen > *e {
                 *e = h.last_seen;
             }
@@ -105,7 +112,9 @@ impl HeartbeatTracker {
                 continue;
             }
             let mut alert = Alert::new(silent_rule(), agency, last, now);
-            alert.group.insert("organization.id".into(), agency.to_owned());
+            alert
+                .group
+                .insert("organization.id".into(), agency.to_owned());
             alert.count = 0;
             alert.refresh_id();
             alerts.push(alert);
@@ -146,8 +155,10 @@ mod tests {
         let mut e = Event::new(String::new(), Utc::now());
         e.fields.insert("event.dataset", HEARTBEAT_DATASET);
         e.fields.insert("observer.name", collector.to_owned());
-        e.fields.insert("qalqan.collector.last_sequence", Value::from(seq));
-        e.fields.insert("qalqan.collector.buffer_bytes", Value::Int(4096));
+        e.fields
+            .insert("qalqan.collector.last_sequence", Value::from(seq));
+        e.fields
+            .insert("qalqan.collector.buffer_bytes", Value::Int(4096));
         e
     }
 
@@ -159,11 +170,17 @@ mod tests {
         t.observe("mof", &hb("c1", 10), t0);
         t.observe("mof", &hb("c2", 5), t0 + Duration::seconds(50));
         t.observe("moh", &hb("c9", 5), t0);
-        assert!(t.check(t0 + Duration::seconds(90)).iter().all(|a| a.agency != "mof"));
+        assert!(t
+            .check(t0 + Duration::seconds(90))
+            .iter()
+            .all(|a| a.agency != "mof"));
         let alerts = t.check(t0 + Duration::seconds(111));
         assert_eq!(alerts.len(), 1);
         assert_eq!(alerts[0].agency, "mof");
-        assert!(t.check(t0 + Duration::seconds(200)).is_empty(), "alerted once");
+        assert!(
+            t.check(t0 + Duration::seconds(200)).is_empty(),
+            "alerted once"
+        );
         // A new heartbeat ends the silence; a later silence alerts again.
         t.observe("mof", &hb("c1", 11), t0 + Duration::seconds(300));
         let again = t.check(t0 + Duration::seconds(400));
@@ -174,9 +191,14 @@ mod tests {
     #[test]
     fn counters_are_read_from_the_heartbeat() {
         let mut t = HeartbeatTracker::new(std::time::Duration::from_secs(60));
-        let h = t.observe("mof", &hb("c1", 42), Utc::now()).cloned().expect("tracked");
+        let h = t
+            .observe("mof", &hb("c1", 42), Utc::now())
+            .cloned()
+            .expect("tracked");
         assert_eq!(h.last_sequence, 42);
         assert_eq!(h.counters.get("buffer_bytes"), Some(&4096.0));
-        assert!(t.observe("mof", &Event::new(String::new(), Utc::now()), Utc::now()).is_none());
+        assert!(t
+            .observe("mof", &Event::new(String::new(), Utc::now()), Utc::now())
+            .is_none());
     }
 }

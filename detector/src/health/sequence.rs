@@ -151,7 +151,10 @@ mod tests {
             assert_eq!(t.observe("c1", s), Observation::default());
         }
         let st = t.stats("c1").expect("known");
-        assert_eq!((st.gaps, st.duplicates, st.seen, st.highest), (0, 0, 1000, 1000));
+        assert_eq!(
+            (st.gaps, st.duplicates, st.seen, st.highest),
+            (0, 0, 1000, 1000)
+        );
     }
 
     #[test]

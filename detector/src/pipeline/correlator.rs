@@ -24,10 +24,20 @@ pub struct Correlator {
 }
 
 impl Correlator {
-    pub fn new(set: Arc<CorrelationSet>, config: EngineConfig, metrics: Arc<Metrics>) -> anyhow::Result<Correlator> {
+    pub fn new(
+        set: Arc<CorrelationSet>,
+        config: EngineConfig,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Correlator> {
         let engine = Engine::new(set, config).map_err(|errors| {
-            let lines: Vec<String> = errors.iter().map(|e| format!("{}: rule {}: {}", e.file, e.rule, e.reason)).collect();
-            anyhow::anyhow!("correlation rules rejected by the engine:\n  {}", lines.join("\n  "))
+            let lines: Vec<String> = errors
+                .iter()
+                .map(|e| format!("{}: rule {}: {}", e.file, e.rule, e.reason))
+                .collect();
+            anyhow::anyhow!(
+                "correlation rules rejected by the engine:\n  {}",
+                lines.join("\n  ")
+            )
         })?;
         Ok(Correlator {
             engine,
@@ -66,7 +76,10 @@ impl Correlator {
     /// Swaps in a new correlation rule set; state of unchanged rules survives.
     pub fn replace_rules(&mut self, set: Arc<CorrelationSet>) -> anyhow::Result<()> {
         self.engine.replace_rules(set).map_err(|errors| {
-            let lines: Vec<String> = errors.iter().map(|e| format!("{}: rule {}: {}", e.file, e.rule, e.reason)).collect();
+            let lines: Vec<String> = errors
+                .iter()
+                .map(|e| format!("{}: rule {}: {}", e.file, e.rule, e.reason))
+                .collect();
             anyhow::anyhow!("new correlation rules rejected:\n  {}", lines.join("\n  "))
         })
     }
@@ -74,15 +87,24 @@ impl Correlator {
     fn drain(&mut self, alerts: &mut Vec<Alert>) {
         let now = Utc::now();
         for a in self.out.alerts.drain(..) {
-            self.metrics.alerts.with_label_values(&[a.rule.level.as_str(), a.agency.as_str()]).inc();
+            self.metrics
+                .alerts
+                .with_label_values(&[a.rule.level.as_str(), a.agency.as_str()])
+                .inc();
             let latency = (now - a.window_end).num_microseconds().unwrap_or(0).max(0) as f64 / 1e6;
             // Correlation alerts are final `allowed_lateness` after their last
             // event; measured against event time, as the analyst sees it.
-            self.metrics.stage_latency.with_label_values(&["correlate_event_to_alert"]).observe(latency);
+            self.metrics
+                .stage_latency
+                .with_label_values(&["correlate_event_to_alert"])
+                .observe(latency);
             alerts.push(a);
         }
         for late in self.out.late.drain(..) {
-            self.metrics.late_events.with_label_values(&[late.signal.correlation.as_str()]).inc();
+            self.metrics
+                .late_events
+                .with_label_values(&[late.signal.correlation.as_str()])
+                .inc();
             tracing::warn!(
                 rule = %late.signal.correlation,
                 agency = %late.signal.agency,
@@ -93,7 +115,10 @@ impl Correlator {
             );
         }
         for rejected in self.out.rejected.drain(..) {
-            self.metrics.deadletters.with_label_values(&["signal_rejected"]).inc();
+            self.metrics
+                .deadletters
+                .with_label_values(&["signal_rejected"])
+                .inc();
             tracing::warn!(rule = %rejected.signal.correlation, reason = %rejected.reason, "signal rejected by the correlation engine");
         }
         self.out.clear();
@@ -106,7 +131,9 @@ impl Correlator {
         self.metrics.state_keys.set(m.keys_total as i64);
         let evictions: u64 = m.rules.iter().map(|r| r.counters.evictions).sum();
         if evictions > self.exported_evictions {
-            self.metrics.state_evictions.inc_by(evictions - self.exported_evictions);
+            self.metrics
+                .state_evictions
+                .inc_by(evictions - self.exported_evictions);
             self.exported_evictions = evictions;
         }
     }

@@ -78,7 +78,11 @@ impl Default for MatcherSettings {
 }
 
 impl Matcher {
-    pub fn new(rules: Arc<LoadedRules>, settings: &MatcherSettings, metrics: Arc<Metrics>) -> Matcher {
+    pub fn new(
+        rules: Arc<LoadedRules>,
+        settings: &MatcherSettings,
+        metrics: Arc<Metrics>,
+    ) -> Matcher {
         Matcher {
             suppressor: DetectionSuppressor::new(&rules, settings.suppress),
             rules,
@@ -103,7 +107,14 @@ impl Matcher {
     /// Processes one event of `agency`. `event_id` identifies the event
     /// (its `event.id`, or one derived from its position); `ordinal` is its
     /// position in its source, used to order simultaneous events.
-    pub fn process(&mut self, agency: &str, event: &Event, event_id: &str, ordinal: u64, out: &mut MatchOutput) {
+    pub fn process(
+        &mut self,
+        agency: &str,
+        event: &Event,
+        event_id: &str,
+        ordinal: u64,
+        out: &mut MatchOutput,
+    ) {
         self.metrics.events_in.with_label_values(&[agency]).inc();
         if is_heartbeat(event) {
             self.observe_heartbeat(agency, event);
@@ -111,14 +122,23 @@ impl Matcher {
         }
         if let (Some(collector), Some(seq)) = (
             event.get_str("observer.name"),
-            event.fields.get("observer.sequence").and_then(|v| v.as_i64()),
+            event
+                .fields
+                .get("observer.sequence")
+                .and_then(|v| v.as_i64()),
         ) {
             let obs = self.sequences.observe(collector, seq.max(0) as u64);
             if obs.new_gaps > 0 {
-                self.metrics.sequence_gaps.with_label_values(&[agency, collector]).inc_by(obs.new_gaps);
+                self.metrics
+                    .sequence_gaps
+                    .with_label_values(&[agency, collector])
+                    .inc_by(obs.new_gaps);
             }
             if obs.duplicate {
-                self.metrics.sequence_duplicates.with_label_values(&[agency, collector]).inc();
+                self.metrics
+                    .sequence_duplicates
+                    .with_label_values(&[agency, collector])
+                    .inc();
             }
         }
         let rules = Arc::clone(&self.rules);
@@ -129,7 +149,11 @@ impl Matcher {
         let mut correlated: Vec<&str> = Vec::new();
         for &idx in matches.iter() {
             let entry = rules.sigma.rule(idx);
-            let id = entry.meta.id.as_deref().unwrap_or(entry.meta.title.as_str());
+            let id = entry
+                .meta
+                .id
+                .as_deref()
+                .unwrap_or(entry.meta.title.as_str());
             self.metrics.count_match(id);
             if rules.correlations.is_referenced(id) {
                 correlated.push(id);
@@ -139,13 +163,20 @@ impl Matcher {
             }
             let info = entry.rule_info();
             let entity = primary_entity(event);
-            let suppressed = match self.suppressor.decide(idx_key(idx), agency, entity, event.timestamp) {
-                Some(carry) => carry,
-                None => {
-                    self.metrics.alerts_suppressed.with_label_values(&[info.level.as_str()]).inc();
-                    continue;
-                }
-            };
+            let suppressed =
+                match self
+                    .suppressor
+                    .decide(idx_key(idx), agency, entity, event.timestamp)
+                {
+                    Some(carry) => carry,
+                    None => {
+                        self.metrics
+                            .alerts_suppressed
+                            .with_label_values(&[info.level.as_str()])
+                            .inc();
+                        continue;
+                    }
+                };
             let mut alert = Alert::new(info, agency, event.timestamp, event.timestamp);
             alert.group.insert("event.id".into(), event_id.to_owned());
             alert.refresh_id();
@@ -171,13 +202,22 @@ impl Matcher {
                 &correlated,
                 &mut out.signals,
             );
-            self.metrics.signals_out.inc_by((out.signals.len() - before) as u64);
+            self.metrics
+                .signals_out
+                .inc_by((out.signals.len() - before) as u64);
         }
     }
 
     fn record_alert(&self, alert: &Alert, ingested: DateTime<Utc>) {
-        self.metrics.alerts.with_label_values(&[alert.rule.level.as_str(), alert.agency.as_str()]).inc();
-        let latency = (Utc::now() - ingested).num_microseconds().unwrap_or(0).max(0) as f64 / 1e6;
+        self.metrics
+            .alerts
+            .with_label_values(&[alert.rule.level.as_str(), alert.agency.as_str()])
+            .inc();
+        let latency = (Utc::now() - ingested)
+            .num_microseconds()
+            .unwrap_or(0)
+            .max(0) as f64
+            / 1e6;
         self.metrics.detection_latency.observe(latency);
     }
 
@@ -187,15 +227,27 @@ impl Matcher {
             return;
         };
         let labels = [h.agency.as_str(), h.collector.as_str()];
-        self.metrics.collector_last_seen.with_label_values(&labels).set(now.timestamp() as f64);
+        self.metrics
+            .collector_last_seen
+            .with_label_values(&labels)
+            .set(now.timestamp() as f64);
         for (stat, value) in &h.counters {
-            self.metrics.collector_stat.with_label_values(&[h.agency.as_str(), h.collector.as_str(), stat.as_str()]).set(*value);
+            self.metrics
+                .collector_stat
+                .with_label_values(&[h.agency.as_str(), h.collector.as_str(), stat.as_str()])
+                .set(*value);
         }
-        self.metrics.agency_silent.with_label_values(&[agency]).set(0);
+        self.metrics
+            .agency_silent
+            .with_label_values(&[agency])
+            .set(0);
         if h.last_sequence > 0 {
             let gaps = self.sequences.settle(&h.collector, h.last_sequence);
             if gaps > 0 {
-                self.metrics.sequence_gaps.with_label_values(&labels).inc_by(gaps);
+                self.metrics
+                    .sequence_gaps
+                    .with_label_values(&labels)
+                    .inc_by(gaps);
             }
         }
     }
@@ -204,8 +256,14 @@ impl Matcher {
     pub fn check_silence(&mut self, now: DateTime<Utc>) -> Vec<Alert> {
         let alerts = self.heartbeats.check(now);
         for a in &alerts {
-            self.metrics.agency_silent.with_label_values(&[a.agency.as_str()]).set(1);
-            self.metrics.alerts.with_label_values(&[a.rule.level.as_str(), a.agency.as_str()]).inc();
+            self.metrics
+                .agency_silent
+                .with_label_values(&[a.agency.as_str()])
+                .set(1);
+            self.metrics
+                .alerts
+                .with_label_values(&[a.rule.level.as_str(), a.agency.as_str()])
+                .inc();
         }
         alerts
     }
@@ -270,17 +328,32 @@ impl DetectionSuppressor {
         self.policies.clear();
         self.ids.clear();
         for entry in rules.sigma.rules() {
-            self.ids.push(entry.meta.id.clone().unwrap_or_else(|| entry.meta.title.clone()));
-            self.policies.push(rule_policy(&entry.meta.custom).unwrap_or(default));
+            self.ids.push(
+                entry
+                    .meta
+                    .id
+                    .clone()
+                    .unwrap_or_else(|| entry.meta.title.clone()),
+            );
+            self.policies
+                .push(rule_policy(&entry.meta.custom).unwrap_or(default));
         }
     }
 
     /// `Some(carried count)` to send, `None` to suppress.
-    fn decide(&mut self, rule: usize, agency: &str, entity: &str, at: DateTime<Utc>) -> Option<u64> {
+    fn decide(
+        &mut self,
+        rule: usize,
+        agency: &str,
+        entity: &str,
+        at: DateTime<Utc>,
+    ) -> Option<u64> {
         let Some(Some(policy)) = self.policies.get(rule).copied() else {
             return Some(0);
         };
-        let len = i64::try_from(policy.period.as_micros()).unwrap_or(i64::MAX).max(1);
+        let len = i64::try_from(policy.period.as_micros())
+            .unwrap_or(i64::MAX)
+            .max(1);
         let period = at.timestamp_micros().div_euclid(len);
         if self.state.len() >= MAX_SUPPRESSION_KEYS {
             // Bounded state: forget keys whose periods cannot matter any more.
@@ -297,7 +370,11 @@ impl DetectionSuppressor {
             carry: 0,
         });
         if s.period != period {
-            s.carry = if period == s.period + 1 { s.silenced } else { 0 };
+            s.carry = if period == s.period + 1 {
+                s.silenced
+            } else {
+                0
+            };
             s.period = period;
             s.sent = 0;
             s.silenced = 0;
@@ -320,7 +397,9 @@ fn rule_policy(custom: &serde_yaml::Mapping) -> Option<Option<SuppressPolicy>> {
     match s {
         serde_yaml::Value::Bool(false) => Some(None),
         serde_yaml::Value::String(t) if t == "off" => Some(None),
-        other => serde_yaml::from_value::<SuppressPolicy>(other.clone()).ok().map(Some),
+        other => serde_yaml::from_value::<SuppressPolicy>(other.clone())
+            .ok()
+            .map(Some),
     }
 }
 
@@ -344,30 +423,64 @@ detection:
 "#;
 
     fn rules(extra: &str) -> Arc<LoadedRules> {
-        let dir = std::env::temp_dir().join(format!("qalqan-matcher-{}-{}", std::process::id(), extra.len()));
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("qalqan-matcher-{}-{n}", std::process::id()));
         let _ = std::fs::create_dir_all(&dir);
         std::fs::write(dir.join("r.yml"), format!("{RULE}{extra}")).expect("write rule");
-        let loaded = LoadedRules::load(&RuleSources { paths: vec![dir.clone()], pipelines: vec![] }).expect("loads");
+        let loaded = LoadedRules::load(&RuleSources {
+            paths: vec![dir.clone()],
+            pipelines: vec![],
+        })
+        .expect("loads");
         let _ = std::fs::remove_dir_all(&dir);
         assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
         Arc::new(loaded)
     }
 
     fn web(ip: &str, ua: &str, secs: i64) -> Event {
-        let line = format!("{ip} - - [27/Nov/2026:05:00:{secs:02} +0000] \"GET / HTTP/1.1\" 404 10 \"-\" \"{ua}\"");
+        let line = format!(
+            "{ip} - - [27/Nov/2026:05:00:{secs:02} +0000] \"GET / HTTP/1.1\" 404 10 \"-\" \"{ua}\""
+        );
         Parser::default().parse(line.as_bytes(), Utc::now()).event
     }
 
     #[test]
     fn single_event_alerts_are_suppressed_per_entity_and_carry_the_count() {
-        let mut m = Matcher::new(rules(""), &MatcherSettings::default(), Arc::new(Metrics::new()));
+        let mut m = Matcher::new(
+            rules(""),
+            &MatcherSettings::default(),
+            Arc::new(Metrics::new()),
+        );
         let mut out = MatchOutput::default();
         for i in 0..5 {
-            m.process("mof", &web("203.0.113.5", "Nikto/2.5", i), &format!("e{i}"), i as u64, &mut out);
+            m.process(
+                "mof",
+                &web("203.0.113.5", "Nikto/2.5", i),
+                &format!("e{i}"),
+                i as u64,
+                &mut out,
+            );
         }
-        m.process("mof", &web("203.0.113.6", "Nikto/2.5", 9), "e9", 9, &mut out);
-        m.process("mof", &web("203.0.113.6", "Mozilla/5.0", 9), "e10", 10, &mut out);
-        assert_eq!(out.alerts.len(), 2, "one per source address within the period");
+        m.process(
+            "mof",
+            &web("203.0.113.6", "Nikto/2.5", 9),
+            "e9",
+            9,
+            &mut out,
+        );
+        m.process(
+            "mof",
+            &web("203.0.113.6", "Mozilla/5.0", 9),
+            "e10",
+            10,
+            &mut out,
+        );
+        assert_eq!(
+            out.alerts.len(),
+            2,
+            "one per source address within the period"
+        );
         let a = &out.alerts[0];
         assert_eq!(a.agency, "mof");
         assert_eq!(a.rule.author, "test");
@@ -378,7 +491,10 @@ detection:
 
     #[test]
     fn alert_ids_are_deterministic_and_agency_scoped() {
-        let settings = MatcherSettings { suppress: None, ..MatcherSettings::default() };
+        let settings = MatcherSettings {
+            suppress: None,
+            ..MatcherSettings::default()
+        };
         let ev = web("203.0.113.5", "Nikto", 1);
         let mut ids = Vec::new();
         for agency in ["mof", "mof", "moh"] {
@@ -394,10 +510,20 @@ detection:
     #[test]
     fn rule_attribute_overrides_default_suppression() {
         let extra = "qalqan:\n  suppress: off\n";
-        let mut m = Matcher::new(rules(extra), &MatcherSettings::default(), Arc::new(Metrics::new()));
+        let mut m = Matcher::new(
+            rules(extra),
+            &MatcherSettings::default(),
+            Arc::new(Metrics::new()),
+        );
         let mut out = MatchOutput::default();
         for i in 0..3 {
-            m.process("mof", &web("203.0.113.5", "Nikto", i), &format!("e{i}"), i as u64, &mut out);
+            m.process(
+                "mof",
+                &web("203.0.113.5", "Nikto", i),
+                &format!("e{i}"),
+                i as u64,
+                &mut out,
+            );
         }
         assert_eq!(out.alerts.len(), 3);
     }
@@ -405,21 +531,42 @@ detection:
     #[test]
     fn heartbeats_are_not_matched_and_gaps_are_counted() {
         let metrics = Arc::new(Metrics::new());
-        let mut m = Matcher::new(rules(""), &MatcherSettings { reorder_window: 2, ..Default::default() }, Arc::clone(&metrics));
+        let mut m = Matcher::new(
+            rules(""),
+            &MatcherSettings {
+                reorder_window: 2,
+                ..Default::default()
+            },
+            Arc::clone(&metrics),
+        );
         let mut out = MatchOutput::default();
         for seq in [1i64, 2, 3, 6, 7, 8, 9] {
             let mut e = web("203.0.113.5", "Mozilla", 1);
             e.fields.insert("observer.name", "c1");
-            e.fields.insert("observer.sequence", qalqan_core::Value::Int(seq));
+            e.fields
+                .insert("observer.sequence", qalqan_core::Value::Int(seq));
             m.process("mof", &e, "x", seq as u64, &mut out);
         }
-        assert_eq!(metrics.sequence_gaps.with_label_values(&["mof", "c1"]).get(), 2);
+        assert_eq!(
+            metrics
+                .sequence_gaps
+                .with_label_values(&["mof", "c1"])
+                .get(),
+            2
+        );
         let mut hb = Event::new(String::new(), Utc::now());
-        hb.fields.insert("event.dataset", crate::health::heartbeat::HEARTBEAT_DATASET);
+        hb.fields
+            .insert("event.dataset", crate::health::heartbeat::HEARTBEAT_DATASET);
         hb.fields.insert("observer.name", "c1");
         hb.fields.insert("user_agent.original", "nikto");
         m.process("mof", &hb, "hb", 0, &mut out);
         assert!(out.alerts.is_empty());
-        assert!(metrics.collector_last_seen.with_label_values(&["mof", "c1"]).get() > 0.0);
+        assert!(
+            metrics
+                .collector_last_seen
+                .with_label_values(&["mof", "c1"])
+                .get()
+                > 0.0
+        );
     }
 }

@@ -64,7 +64,11 @@ impl LoadedRules {
             })
             .collect();
         let corr = CorrelationSet::load(&docs, &base, &LoadOptions::default());
-        problems.extend(corr.errors.iter().map(|e| format!("{}: rule {}: {}", e.file, e.rule, e.reason)));
+        problems.extend(
+            corr.errors
+                .iter()
+                .map(|e| format!("{}: rule {}: {}", e.file, e.rule, e.reason)),
+        );
         let correlation_loaded = corr.set.rules().len();
         Ok(LoadedRules {
             detection_loaded: report.loaded,

@@ -43,7 +43,13 @@ impl ConsoleRenderer {
         };
         // When the alert became true: its last evidence (a correlation
         // window may extend past it), else the window end.
-        let at = a.evidence.iter().map(|e| e.timestamp).max().unwrap_or(a.window_end).min(a.window_end);
+        let at = a
+            .evidence
+            .iter()
+            .map(|e| e.timestamp)
+            .max()
+            .unwrap_or(a.window_end)
+            .min(a.window_end);
         let mut out = String::with_capacity(256);
         let _ = write!(
             out,
@@ -54,10 +60,19 @@ impl ConsoleRenderer {
             a.agency
         );
         let e = &a.entities;
-        for (name, list) in [("src", &e.source_ips), ("user", &e.users), ("host", &e.hosts), ("url", &e.urls)] {
+        for (name, list) in [
+            ("src", &e.source_ips),
+            ("user", &e.users),
+            ("host", &e.hosts),
+            ("url", &e.urls),
+        ] {
             if !list.is_empty() {
                 let shown: Vec<&str> = list.iter().take(3).map(String::as_str).collect();
-                let more = if list.len() > 3 { format!(" +{}", list.len() - 3) } else { String::new() };
+                let more = if list.len() > 3 {
+                    format!(" +{}", list.len() - 3)
+                } else {
+                    String::new()
+                };
                 let _ = write!(out, "  {name}={}{more}", shown.join(","));
             }
         }
@@ -122,12 +137,27 @@ mod tests {
         );
         a.count = 40;
         a.entities.source_ips.push("203.0.113.66".into());
-        a.evidence.push(Evidence { event_id: "e".into(), timestamp: now, original: "sshd: Failed password".into() });
+        a.evidence.push(Evidence {
+            event_id: "e".into(),
+            timestamp: now,
+            original: "sshd: Failed password".into(),
+        });
         let text = ConsoleRenderer { color: false }.render(&a);
-        for needle in ["HIGH", "SSH brute force", "agency=demo", "src=203.0.113.66", "40 events", "T1110.001", "rule by qalqan", "> sshd: Failed password"] {
+        for needle in [
+            "HIGH",
+            "SSH brute force",
+            "agency=demo",
+            "src=203.0.113.66",
+            "40 events",
+            "T1110.001",
+            "rule by qalqan",
+            "> sshd: Failed password",
+        ] {
             assert!(text.contains(needle), "{needle} missing in {text}");
         }
         assert!(!text.contains("\x1b["));
-        assert!(ConsoleRenderer { color: true }.render(&a).contains("\x1b[1;31m"));
+        assert!(ConsoleRenderer { color: true }
+            .render(&a)
+            .contains("\x1b[1;31m"));
     }
 }

@@ -204,7 +204,8 @@ where
 
     /// Inserts every buffered row, retrying per the policy, and returns their
     /// tokens once the server confirmed. On error the rows stay buffered:
-    /// nothing is lost, and a later flush tries them again.
+    /// nothing is lost, and a later flush tries them again. Cancel-safe:
+    /// dropping the future (e.g. on shutdown) also keeps the rows.
     pub async fn flush(&mut self) -> Result<Vec<A>, StoreError> {
         if self.rows.is_empty() {
             return Ok(Vec::new());

@@ -125,6 +125,17 @@ pub fn load_correlations(engine: &Engine) -> qalqan_correlation::LoadReport {
     CorrelationSet::load(&docs, &base_rules(engine), &LoadOptions::default())
 }
 
+/// Correlation documents that do not load (for `rules check`), one line
+/// each with file, rule and reason. The Sigma loader hands correlations
+/// over unparsed; this is where they are validated.
+pub fn problems(engine: &Engine) -> Vec<String> {
+    load_correlations(engine)
+        .errors
+        .iter()
+        .map(|e| format!("{}: rule {}: {}", e.file, e.rule, e.reason))
+        .collect()
+}
+
 /// The correlation `id` with the correlations it references, transitively,
 /// and nothing that references it: `id` is the root of its own tree.
 fn load_alone(engine: &Engine, id: &str) -> anyhow::Result<CorrelationSet> {
@@ -148,7 +159,11 @@ fn load_alone(engine: &Engine, id: &str) -> anyhow::Result<CorrelationSet> {
                 .get("correlation")
                 .and_then(|k| k.get("rules"))
                 .and_then(Yaml::as_sequence);
-            queue.extend(refs.into_iter().flatten().filter_map(|r| r.as_str().map(str::to_owned)));
+            queue.extend(
+                refs.into_iter()
+                    .flatten()
+                    .filter_map(|r| r.as_str().map(str::to_owned)),
+            );
         }
     }
     chosen.sort_unstable();
@@ -162,7 +177,11 @@ fn load_alone(engine: &Engine, id: &str) -> anyhow::Result<CorrelationSet> {
         .collect();
     let report = CorrelationSet::load(&docs, &base_rules(engine), &LoadOptions::default());
     if let Some(e) = report.errors.first() {
-        anyhow::bail!("correlation {id} does not load on its own: {}: {}", e.rule, e.reason);
+        anyhow::bail!(
+            "correlation {id} does not load on its own: {}: {}",
+            e.rule,
+            e.reason
+        );
     }
     Ok(report.set)
 }
@@ -232,7 +251,10 @@ impl TestExtension for CorrelationTests {
         let expected = parse_expected(doc.get("alerts"))?;
         let alone = Arc::new(load_alone(ctx.engine, &rule.id)?);
         let actual = run_events(ctx.engine, &alone, &events)?;
-        let actual: Vec<Alert> = actual.into_iter().filter(|a| a.rule.id == rule.id).collect();
+        let actual: Vec<Alert> = actual
+            .into_iter()
+            .filter(|a| a.rule.id == rule.id)
+            .collect();
         let detail = compare(&expected, &actual);
         Ok(vec![CaseOutcome {
             label,
@@ -294,8 +316,11 @@ fn repetition(case: &Yaml) -> anyhow::Result<(u64, Duration)> {
     let every = match m.get("every") {
         None => Duration::from_secs(1),
         Some(v) => {
-            let text = v.as_str().context("`every` must be a duration such as `5s`")?;
-            qalqan_core::config::parse_duration(text).map_err(|e| anyhow::anyhow!("`every`: {e}"))?
+            let text = v
+                .as_str()
+                .context("`every` must be a duration such as `5s`")?;
+            qalqan_core::config::parse_duration(text)
+                .map_err(|e| anyhow::anyhow!("`every`: {e}"))?
         }
     };
     Ok((repeat, every))
@@ -391,7 +416,7 @@ fn run_events(
             &mut signals,
         );
         for s in signals.drain(..) {
-            correlation.process(0, s, &mut out);
+            correlation.process(0, &s, &mut out);
         }
     }
     correlation.flush(&mut out);
@@ -437,23 +462,24 @@ fn parse_expected(v: Option<&Yaml>) -> anyhow::Result<Vec<Expected>> {
         for (k, v) in m {
             match k.as_str().unwrap_or_default() {
                 "group" => {
-                    let g = v
-                        .as_mapping()
-                        .with_context(|| format!("alerts #{n}: `group` must map fields to values"))?;
+                    let g = v.as_mapping().with_context(|| {
+                        format!("alerts #{n}: `group` must map fields to values")
+                    })?;
                     for (gk, gv) in g {
                         let key = gk
                             .as_str()
                             .with_context(|| format!("alerts #{n}: group keys are field names"))?;
-                        let value = scalar_text(gv)
-                            .with_context(|| format!("alerts #{n}: group.{key} must be a scalar"))?;
+                        let value = scalar_text(gv).with_context(|| {
+                            format!("alerts #{n}: group.{key} must be a scalar")
+                        })?;
                         e.group.insert(key.to_owned(), value);
                     }
                 }
                 "count" => {
-                    e.count = Some(
-                        v.as_u64()
-                            .with_context(|| format!("alerts #{n}: `count` must be a whole number"))?,
-                    )
+                    e.count =
+                        Some(v.as_u64().with_context(|| {
+                            format!("alerts #{n}: `count` must be a whole number")
+                        })?)
                 }
                 "value" => {
                     e.value = Some(
@@ -488,8 +514,10 @@ fn scalar_text(v: &Yaml) -> Option<String> {
 fn satisfies(e: &Expected, a: &Alert) -> bool {
     e.group == a.group
         && e.count.is_none_or(|c| c == a.count)
-        && e.value
-            .is_none_or(|v| a.value.is_some_and(|x| (x - v).abs() <= 1e-9 * v.abs().max(1.0)))
+        && e.value.is_none_or(|v| {
+            a.value
+                .is_some_and(|x| (x - v).abs() <= 1e-9 * v.abs().max(1.0))
+        })
         && e.suppressed.is_none_or(|s| s == a.suppressed)
 }
 
@@ -550,4 +578,152 @@ fn describe(a: &Alert) -> String {
         a.window_start.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
         a.window_end.format("%Y-%m-%dT%H:%M:%S%.3fZ")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tooling::rule_tests::TestRunner;
+
+    const RULES: &str = r#"
+title: failed login
+id: 00000000-0000-4000-8000-000000000001
+name: failed
+logsource: {product: linux, service: sshd}
+detection:
+  selection: {event.action: ssh_login, event.outcome: failure}
+  condition: selection
+---
+title: burst
+id: 00000000-0000-4000-8000-000000000002
+name: burst
+correlation: {type: event_count, rules: [failed], group-by: [source.ip], timespan: 1m, condition: {gte: 3}}
+---
+title: burst then more
+id: 00000000-0000-4000-8000-000000000003
+name: outer
+correlation: {type: event_count, rules: [burst], group-by: [source.ip], timespan: 10m, condition: {gte: 2}}
+"#;
+
+    const FAIL: &str =
+        "Nov 27 10:00:00 srv1 sshd[1]: Failed password for root from 203.0.113.5 port 4{n} ssh2";
+
+    fn yaml(text: &str) -> Yaml {
+        serde_yaml::from_str(text).expect("yaml")
+    }
+
+    /// Runs one test file's text against RULES; returns (passed, failed, details).
+    fn run(tests: &str) -> (usize, usize, String) {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!(
+            "qalqan-correlation-tests-{}-{n}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        std::fs::write(dir.join("r.yml"), RULES).expect("write rules");
+        std::fs::write(dir.join("r.tests.yml"), tests).expect("write tests");
+        let (engine, report) = Engine::builder().load_paths(&[&dir]);
+        assert!(report.rejected.is_empty(), "{:?}", report.rejected);
+        let ext = CorrelationTests::new();
+        let tested = ext.tested();
+        let summary = TestRunner::new()
+            .extension(Box::new(ext))
+            .run(&engine, &[dir.clone()])
+            .expect("runs");
+        let _ = std::fs::remove_dir_all(&dir);
+        let details: Vec<String> = summary
+            .outcomes
+            .iter()
+            .filter(|o| !o.passed)
+            .map(|o| format!("{}: {}", o.label, o.detail))
+            .collect();
+        assert!(!tested.lock().expect("lock").is_empty() || summary.failed > 0);
+        (summary.passed, summary.failed, details.join("\n"))
+    }
+
+    #[test]
+    fn a_matching_expectation_passes_and_a_wrong_one_fails() {
+        let doc = format!(
+            "correlation: burst\nparser: {{year: 2026}}\ninput:\n  - line: '{FAIL}'\n    repeat: 4\n    every: 5s\nalerts:\n  - group: {{source.ip: 203.0.113.5}}\n    count: 3\n"
+        );
+        assert_eq!(run(&doc), (1, 0, String::new()));
+        let wrong = doc.replace("count: 3", "count: 4");
+        let (passed, failed, details) = run(&wrong);
+        assert_eq!((passed, failed), (0, 1));
+        assert!(details.contains("missing: group"), "{details}");
+        assert!(details.contains("unexpected: group"), "{details}");
+    }
+
+    #[test]
+    fn an_empty_expectation_fails_when_the_rule_fires() {
+        let doc = format!(
+            "correlation: burst\nparser: {{year: 2026}}\ninput:\n  - line: '{FAIL}'\n    repeat: 3\nalerts: []\n"
+        );
+        let (_, failed, details) = run(&doc);
+        assert_eq!(failed, 1, "{details}");
+        let quiet = doc.replace("repeat: 3", "repeat: 2");
+        assert_eq!(run(&quiet).1, 0);
+    }
+
+    #[test]
+    fn an_inner_correlation_alerts_when_tested_on_its_own() {
+        // In the full set `burst` only feeds `outer`; tested alone it alerts.
+        let doc = format!(
+            "correlation: burst\nparser: {{year: 2026}}\ninput:\n  - line: '{FAIL}'\n    repeat: 3\nalerts:\n  - group: {{source.ip: 203.0.113.5}}\n---\ncorrelation: outer\nparser: {{year: 2026}}\ninput:\n  - line: '{FAIL}'\n    repeat: 12\n    every: 10s\nalerts:\n  - group: {{source.ip: 203.0.113.5}}\n    count: 2\n"
+        );
+        assert_eq!(run(&doc), (2, 0, String::new()));
+    }
+
+    #[test]
+    fn bad_documents_fail_with_a_reason() {
+        for (doc, why) in [
+            ("correlation: nosuch\ninput: []\nalerts: []\n", "not loaded"),
+            (
+                "correlation: burst\ninput: []\nalerts: []\ncolour: red\n",
+                "unknown key 'colour'",
+            ),
+            (
+                "correlation: burst\ninput: x\nalerts: []\n",
+                "`input:` must be a list",
+            ),
+            (
+                "correlation: burst\ninput: []\n",
+                "`alerts:` must be a list",
+            ),
+            (
+                "correlation: burst\ninput: []\nalerts: [{group: {a: 1}, colour: 2}]\n",
+                "unknown key 'colour'",
+            ),
+            (
+                "correlation: burst\ninput: [{line: x, repeat: 0}]\nalerts: []\n",
+                "`repeat` must be",
+            ),
+            (
+                "correlation: burst\ninput: [{line: x, every: soon}]\nalerts: []\n",
+                "`every`",
+            ),
+        ] {
+            let (passed, failed, details) = run(doc);
+            assert_eq!((passed, failed), (0, 1), "{doc}");
+            assert!(details.contains(why), "{doc}: {details}");
+        }
+    }
+
+    #[test]
+    fn repeated_cases_count_and_shift() {
+        let case = yaml("{line: 'a {n} b', repeat: 3, every: 2s, logsource: {product: x}}");
+        assert_eq!(repetition(&case).expect("ok"), (3, Duration::from_secs(2)));
+        let second = substitute(&case, 2).expect("ok");
+        assert_eq!(second.get("line").and_then(Yaml::as_str), Some("a 2 b"));
+        assert!(second.get("repeat").is_none() && second.get("every").is_none());
+        assert!(second.get("logsource").is_some());
+        let json = yaml("{json: {user: 'u{n}'}, repeat: 2}");
+        let text = substitute(&json, 2).expect("ok");
+        assert_eq!(
+            text.get("json").and_then(Yaml::as_str),
+            Some(r#"{"user":"u2"}"#)
+        );
+        assert_eq!(repetition(&yaml("'plain line'")).expect("ok").0, 1);
+    }
 }

@@ -1,8 +1,9 @@
 //! Rule tooling shared by the `rules` and `replay` subcommands: loading a
 //! rule set the way the detector does (rule paths plus processing
 //! pipelines), reading events from raw lines or JSON, and the rule test
-//! runner ([`rule_tests`]).
+//! runner ([`rule_tests`], with correlation tests in [`correlation_tests`]).
 
+pub mod correlation_tests;
 pub mod rule_tests;
 
 use std::path::{Path, PathBuf};
@@ -77,7 +78,10 @@ impl RuleSetArgs {
             let (name, values) = p
                 .split_once('=')
                 .with_context(|| format!("--placeholder {p:?}: expected NAME=v1,v2"))?;
-            b = b.placeholder(name.trim(), values.split(',').map(|v| v.trim().to_owned()).collect());
+            b = b.placeholder(
+                name.trim(),
+                values.split(',').map(|v| v.trim().to_owned()).collect(),
+            );
         }
         let (engine, report) = b.load_paths(paths);
         Ok((engine, report, files))
@@ -113,7 +117,9 @@ pub fn parse_logsource(text: &str) -> anyhow::Result<LogSource> {
             "product" => ls.product = v,
             "service" => ls.service = v,
             "category" => ls.category = v,
-            other => anyhow::bail!("logsource key {other:?}: expected product, service or category"),
+            other => {
+                anyhow::bail!("logsource key {other:?}: expected product, service or category")
+            }
         }
     }
     Ok(ls)

@@ -130,17 +130,25 @@ impl TestRunner {
     }
 
     fn run_file(&self, engine: &Engine, file: &Path, summary: &mut Summary) -> anyhow::Result<()> {
-        let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
         for (index, de) in serde_yaml::Deserializer::from_str(&text).enumerate() {
             let doc = match Yaml::deserialize(de) {
                 Ok(Yaml::Null) => continue,
                 Ok(Yaml::Mapping(m)) => m,
                 Ok(_) => {
-                    summary.outcomes.push(fail(file, index, "document", "a test document must be a mapping".into()));
+                    summary.outcomes.push(fail(
+                        file,
+                        index,
+                        "document",
+                        "a test document must be a mapping".into(),
+                    ));
                     continue;
                 }
                 Err(e) => {
-                    summary.outcomes.push(fail(file, index, "yaml", format!("invalid YAML: {e}")));
+                    summary
+                        .outcomes
+                        .push(fail(file, index, "yaml", format!("invalid YAML: {e}")));
                     break;
                 }
             };
@@ -148,7 +156,9 @@ impl TestRunner {
             let reader = match reader_for(&doc) {
                 Ok(r) => r,
                 Err(e) => {
-                    summary.outcomes.push(fail(file, index, "parser", format!("{e:#}")));
+                    summary
+                        .outcomes
+                        .push(fail(file, index, "parser", format!("{e:#}")));
                     continue;
                 }
             };
@@ -165,9 +175,17 @@ impl TestRunner {
             match ext {
                 Some(ext) => match ext.run(&ctx, &doc) {
                     Ok(o) => summary.outcomes.extend(o),
-                    Err(e) => summary.outcomes.push(fail(file, index, "extension", format!("{e:#}"))),
+                    Err(e) => {
+                        summary
+                            .outcomes
+                            .push(fail(file, index, "extension", format!("{e:#}")))
+                    }
                 },
-                None => summary.outcomes.extend(rule_document(&ctx, &doc, &mut summary.tested_rules)),
+                None => {
+                    summary
+                        .outcomes
+                        .extend(rule_document(&ctx, &doc, &mut summary.tested_rules))
+                }
             }
         }
         Ok(())
@@ -202,7 +220,11 @@ fn collect_tests(p: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
 }
 
 fn logsource_of(v: &Yaml) -> anyhow::Result<LogSource> {
-    let get = |k: &str| v.get(k).and_then(Yaml::as_str).map(|s| s.to_ascii_lowercase());
+    let get = |k: &str| {
+        v.get(k)
+            .and_then(Yaml::as_str)
+            .map(|s| s.to_ascii_lowercase())
+    };
     if !v.is_mapping() {
         anyhow::bail!("logsource must be a mapping of product/service/category");
     }
@@ -225,7 +247,9 @@ fn reader_for(doc: &Mapping) -> anyhow::Result<EventReader> {
                     let ls = logsource_of(v)?;
                     args.json_logsource = Some(logsource_text(&ls));
                 }
-                other => anyhow::bail!("parser.{other}: unknown option (year, web_product, json_logsource)"),
+                other => anyhow::bail!(
+                    "parser.{other}: unknown option (year, web_product, json_logsource)"
+                ),
             }
         }
     }
@@ -236,11 +260,15 @@ fn reader_for(doc: &Mapping) -> anyhow::Result<EventReader> {
 }
 
 fn logsource_text(ls: &LogSource) -> String {
-    [("product", &ls.product), ("service", &ls.service), ("category", &ls.category)]
-        .iter()
-        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
-        .collect::<Vec<_>>()
-        .join(",")
+    [
+        ("product", &ls.product),
+        ("service", &ls.service),
+        ("category", &ls.category),
+    ]
+    .iter()
+    .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
+    .collect::<Vec<_>>()
+    .join(",")
 }
 
 /// Reads one case: a raw line, `line:`, or `json:` (object or text), with an
@@ -253,8 +281,12 @@ pub fn read_case(reader: &EventReader, case: &Yaml) -> anyhow::Result<Event> {
                 reader.line(line.as_bytes())
             } else if let Some(j) = m.get("json") {
                 let value: serde_json::Value = match j {
-                    Yaml::String(text) => serde_json::from_str(text).context("json: not valid JSON text")?,
-                    other => serde_json::to_value(other).context("json: not representable as JSON")?,
+                    Yaml::String(text) => {
+                        serde_json::from_str(text).context("json: not valid JSON text")?
+                    }
+                    other => {
+                        serde_json::to_value(other).context("json: not representable as JSON")?
+                    }
                 };
                 reader.json(value)?
             } else {
@@ -272,7 +304,10 @@ pub fn read_case(reader: &EventReader, case: &Yaml) -> anyhow::Result<Event> {
 fn rule_document(ctx: &TestContext<'_>, doc: &Mapping, tested: &mut Vec<u32>) -> Vec<CaseOutcome> {
     for k in doc.keys() {
         let k = k.as_str().unwrap_or_default();
-        if !matches!(k, "rule" | "match" | "nomatch" | "parser" | "logsource" | "description") {
+        if !matches!(
+            k,
+            "rule" | "match" | "nomatch" | "parser" | "logsource" | "description"
+        ) {
             return vec![fail(
                 ctx.file,
                 ctx.document,
@@ -281,8 +316,17 @@ fn rule_document(ctx: &TestContext<'_>, doc: &Mapping, tested: &mut Vec<u32>) ->
             )];
         }
     }
-    let Some(rule_ref) = doc.get("rule").and_then(|r| r.as_str().map(str::to_owned).or_else(|| r.as_u64().map(|n| n.to_string()))) else {
-        return vec![fail(ctx.file, ctx.document, "rule", "a test document needs `rule:` (id or name)".into())];
+    let Some(rule_ref) = doc.get("rule").and_then(|r| {
+        r.as_str()
+            .map(str::to_owned)
+            .or_else(|| r.as_u64().map(|n| n.to_string()))
+    }) else {
+        return vec![fail(
+            ctx.file,
+            ctx.document,
+            "rule",
+            "a test document needs `rule:` (id or name)".into(),
+        )];
     };
     let Some(idx) = ctx.engine.find_rule(&rule_ref) else {
         return vec![fail(
@@ -297,11 +341,21 @@ fn rule_document(ctx: &TestContext<'_>, doc: &Mapping, tested: &mut Vec<u32>) ->
     for (key, want) in [("match", true), ("nomatch", false)] {
         let Some(cases) = doc.get(key) else { continue };
         let Some(cases) = cases.as_sequence() else {
-            out.push(fail(ctx.file, ctx.document, key, format!("`{key}` must be a list")));
+            out.push(fail(
+                ctx.file,
+                ctx.document,
+                key,
+                format!("`{key}` must be a list"),
+            ));
             continue;
         };
         for (i, case) in cases.iter().enumerate() {
-            let label = format!("{}:{} {rule_ref} {key} #{}", ctx.file.display(), ctx.document + 1, i + 1);
+            let label = format!(
+                "{}:{} {rule_ref} {key} #{}",
+                ctx.file.display(),
+                ctx.document + 1,
+                i + 1
+            );
             let outcome = match ctx.read_case(case) {
                 Err(e) => CaseOutcome {
                     label,
@@ -330,7 +384,12 @@ fn rule_document(ctx: &TestContext<'_>, doc: &Mapping, tested: &mut Vec<u32>) ->
         }
     }
     if out.is_empty() {
-        out.push(fail(ctx.file, ctx.document, "cases", "no `match` or `nomatch` cases".into()));
+        out.push(fail(
+            ctx.file,
+            ctx.document,
+            "cases",
+            "no `match` or `nomatch` cases".into(),
+        ));
     }
     out
 }

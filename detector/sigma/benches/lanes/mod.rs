@@ -11,18 +11,40 @@ fn pick<'a>(rng: &mut Rng, items: &'a [&'a str]) -> &'a str {
 
 fn ip(rng: &mut Rng) -> String {
     match rng.below(4) {
-        0 => format!("10.{}.{}.{}", rng.below(256), rng.below(256), 1 + rng.below(254)),
+        0 => format!(
+            "10.{}.{}.{}",
+            rng.below(256),
+            rng.below(256),
+            1 + rng.below(254)
+        ),
         1 => format!("192.168.{}.{}", rng.below(256), 1 + rng.below(254)),
-        _ => format!("{}.{}.{}.{}", 1 + rng.below(223), rng.below(256), rng.below(256), 1 + rng.below(254)),
+        _ => format!(
+            "{}.{}.{}.{}",
+            1 + rng.below(223),
+            rng.below(256),
+            rng.below(256),
+            1 + rng.below(254)
+        ),
     }
 }
 
-const USERS: [&str; 10] = ["root", "admin", "alice", "bob", "deploy", "oracle", "postgres", "test", "ubuntu", "www-data"];
+const USERS: [&str; 10] = [
+    "root", "admin", "alice", "bob", "deploy", "oracle", "postgres", "test", "ubuntu", "www-data",
+];
 const HOSTS: [&str; 6] = ["web1", "db-02", "gw-core", "mail", "app03", "bastion"];
 
 fn stamp(rng: &mut Rng) -> String {
-    const MON: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    format!("{} {:>2} {:02}:{:02}:{:02}", MON[rng.below(12)], 1 + rng.below(28), rng.below(24), rng.below(60), rng.below(60))
+    const MON: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "{} {:>2} {:02}:{:02}:{:02}",
+        MON[rng.below(12)],
+        1 + rng.below(28),
+        rng.below(24),
+        rng.below(60),
+        rng.below(60)
+    )
 }
 
 /// One syslog line.
@@ -66,7 +88,20 @@ pub fn syslog_line(rng: &mut Rng) -> String {
 
 /// One web access line (combined log format).
 pub fn web_line(rng: &mut Rng) -> String {
-    const PATHS: [&str; 12] = ["/", "/index.html", "/static/app.js", "/static/style.css", "/api/v1/services", "/login", "/search", "/news/2025/03/budget", "/favicon.ico", "/images/logo.png", "/api/v1/forms/submit", "/robots.txt"];
+    const PATHS: [&str; 12] = [
+        "/",
+        "/index.html",
+        "/static/app.js",
+        "/static/style.css",
+        "/api/v1/services",
+        "/login",
+        "/search",
+        "/news/2025/03/budget",
+        "/favicon.ico",
+        "/images/logo.png",
+        "/api/v1/forms/submit",
+        "/robots.txt",
+    ];
     const UAS: [&str; 5] = [
         "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36",
         "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0",
@@ -88,14 +123,32 @@ pub fn web_line(rng: &mut Rng) -> String {
             6 => "/.git/config",
             _ => "/shell.php?cmd=whoami",
         };
-        let ua = pick(rng, &["sqlmap/1.7.2#stable (https://sqlmap.org)", "Nikto/2.5.0", "curl/8.4.0", "python-requests/2.31.0", "Mozilla/5.0 zgrab/0.x"]);
+        let ua = pick(
+            rng,
+            &[
+                "sqlmap/1.7.2#stable (https://sqlmap.org)",
+                "Nikto/2.5.0",
+                "curl/8.4.0",
+                "python-requests/2.31.0",
+                "Mozilla/5.0 zgrab/0.x",
+            ],
+        );
         ("GET", attack.to_owned(), 404, ua.to_owned())
     } else {
         let path = PATHS[rng.below(PATHS.len())];
-        let q = if rng.chance(30) { format!("?page={}&lang=ru", rng.below(50)) } else { String::new() };
+        let q = if rng.chance(30) {
+            format!("?page={}&lang=ru", rng.below(50))
+        } else {
+            String::new()
+        };
         let method = if rng.chance(10) { "POST" } else { "GET" };
         let status = [200, 200, 200, 200, 304, 301, 404, 500][rng.below(8)];
-        (method, format!("{path}{q}"), status, UAS[rng.below(UAS.len())].to_owned())
+        (
+            method,
+            format!("{path}{q}"),
+            status,
+            UAS[rng.below(UAS.len())].to_owned(),
+        )
     };
     format!(
         "{src} - - [{day:02}/Mar/2025:{h:02}:{m:02}:{s:02} +0000] \"{method} {path} HTTP/1.1\" {status} {} \"https://portal.gov.example/\" \"{ua}\"",
@@ -110,16 +163,43 @@ fn json_str(s: &str) -> String {
 /// One Sysmon-shaped Windows event as JSON.
 pub fn sysmon_json(rng: &mut Rng) -> String {
     const BENIGN: [(&str, &str); 10] = [
-        (r"C:\Windows\System32\svchost.exe", r"C:\Windows\system32\svchost.exe -k netsvcs -p -s Schedule"),
-        (r"C:\Program Files\Google\Chrome\Application\chrome.exe", r#""C:\Program Files\Google\Chrome\Application\chrome.exe" --type=renderer --field-trial-handle=1234"#),
+        (
+            r"C:\Windows\System32\svchost.exe",
+            r"C:\Windows\system32\svchost.exe -k netsvcs -p -s Schedule",
+        ),
+        (
+            r"C:\Program Files\Google\Chrome\Application\chrome.exe",
+            r#""C:\Program Files\Google\Chrome\Application\chrome.exe" --type=renderer --field-trial-handle=1234"#,
+        ),
         (r"C:\Windows\explorer.exe", r"C:\Windows\Explorer.EXE"),
-        (r"C:\Windows\System32\conhost.exe", r"\??\C:\Windows\system32\conhost.exe 0xffffffff -ForceV1"),
-        (r"C:\Program Files\Microsoft Office\root\Office16\WINWORD.EXE", r#""C:\Program Files\Microsoft Office\root\Office16\WINWORD.EXE" /n "C:\Users\alice\Documents\report.docx""#),
-        (r"C:\Windows\System32\taskhostw.exe", r"taskhostw.exe {222A245B-E637-4AE9-A93F-A59CA119A75E}"),
-        (r"C:\Windows\System32\backgroundTaskHost.exe", r#""C:\Windows\system32\backgroundTaskHost.exe" -ServerName:BackgroundTaskHost.WebAccountProvider"#),
-        (r"C:\Program Files\7-Zip\7z.exe", r#""C:\Program Files\7-Zip\7z.exe" x archive.zip -oC:\Temp\out"#),
-        (r"C:\Windows\System32\WindowsPowerShell\v1.0\powershell.exe", r#"powershell.exe -NoProfile -File C:\Scripts\inventory.ps1"#),
-        (r"C:\Windows\System32\cmd.exe", r#"C:\Windows\system32\cmd.exe /c "dir C:\Users\Public""#),
+        (
+            r"C:\Windows\System32\conhost.exe",
+            r"\??\C:\Windows\system32\conhost.exe 0xffffffff -ForceV1",
+        ),
+        (
+            r"C:\Program Files\Microsoft Office\root\Office16\WINWORD.EXE",
+            r#""C:\Program Files\Microsoft Office\root\Office16\WINWORD.EXE" /n "C:\Users\alice\Documents\report.docx""#,
+        ),
+        (
+            r"C:\Windows\System32\taskhostw.exe",
+            r"taskhostw.exe {222A245B-E637-4AE9-A93F-A59CA119A75E}",
+        ),
+        (
+            r"C:\Windows\System32\backgroundTaskHost.exe",
+            r#""C:\Windows\system32\backgroundTaskHost.exe" -ServerName:BackgroundTaskHost.WebAccountProvider"#,
+        ),
+        (
+            r"C:\Program Files\7-Zip\7z.exe",
+            r#""C:\Program Files\7-Zip\7z.exe" x archive.zip -oC:\Temp\out"#,
+        ),
+        (
+            r"C:\Windows\System32\WindowsPowerShell\v1.0\powershell.exe",
+            r#"powershell.exe -NoProfile -File C:\Scripts\inventory.ps1"#,
+        ),
+        (
+            r"C:\Windows\System32\cmd.exe",
+            r#"C:\Windows\system32\cmd.exe /c "dir C:\Users\Public""#,
+        ),
     ];
     const BAD: [(&str, &str); 8] = [
         (r"C:\Windows\System32\WindowsPowerShell\v1.0\powershell.exe", "powershell.exe -nop -w hidden -enc SQBFAFgAIAAoAE4AZQB3AC0ATwBiAGoAZQBjAHQA"),
@@ -133,17 +213,59 @@ pub fn sysmon_json(rng: &mut Rng) -> String {
     ];
     const PARENTS: [(&str, &str); 4] = [
         (r"C:\Windows\explorer.exe", r"C:\Windows\Explorer.EXE"),
-        (r"C:\Windows\System32\services.exe", r"C:\Windows\system32\services.exe"),
-        (r"C:\Windows\System32\cmd.exe", r"C:\Windows\system32\cmd.exe"),
-        (r"C:\Program Files\Microsoft Office\root\Office16\WINWORD.EXE", r#""WINWORD.EXE" /n"#),
+        (
+            r"C:\Windows\System32\services.exe",
+            r"C:\Windows\system32\services.exe",
+        ),
+        (
+            r"C:\Windows\System32\cmd.exe",
+            r"C:\Windows\system32\cmd.exe",
+        ),
+        (
+            r"C:\Program Files\Microsoft Office\root\Office16\WINWORD.EXE",
+            r#""WINWORD.EXE" /n"#,
+        ),
     ];
-    let user = pick(rng, &[r"CORP\alice", r"CORP\bob", r"NT AUTHORITY\SYSTEM", r"CORP\svc_backup"]);
-    let guid = format!("{{{:08x}-{:04x}-{:04x}-0000-0010{:08x}}}", rng.next_u64() as u32, rng.below(65536), rng.below(65536), rng.next_u64() as u32);
+    let user = pick(
+        rng,
+        &[
+            r"CORP\alice",
+            r"CORP\bob",
+            r"NT AUTHORITY\SYSTEM",
+            r"CORP\svc_backup",
+        ],
+    );
+    let guid = format!(
+        "{{{:08x}-{:04x}-{:04x}-0000-0010{:08x}}}",
+        rng.next_u64() as u32,
+        rng.below(65536),
+        rng.below(65536),
+        rng.next_u64() as u32
+    );
     let pid = 100 + rng.below(20000);
-    let utc = format!("2025-03-{:02} {:02}:{:02}:{:02}.{:03}", 1 + rng.below(28), rng.below(24), rng.below(60), rng.below(60), rng.below(1000));
-    let computer = pick(rng, &["WS-0142.corp.example", "WS-0077.corp.example", "SRV-FILE01.corp.example", "DC01.corp.example"]);
+    let utc = format!(
+        "2025-03-{:02} {:02}:{:02}:{:02}.{:03}",
+        1 + rng.below(28),
+        rng.below(24),
+        rng.below(60),
+        rng.below(60),
+        rng.below(1000)
+    );
+    let computer = pick(
+        rng,
+        &[
+            "WS-0142.corp.example",
+            "WS-0077.corp.example",
+            "SRV-FILE01.corp.example",
+            "DC01.corp.example",
+        ],
+    );
     let event_id = [1, 1, 1, 1, 3, 7, 11, 13, 22, 10][rng.below(10)];
-    let (image, cmd) = if rng.chance(1) { BAD[rng.below(BAD.len())] } else { BENIGN[rng.below(BENIGN.len())] };
+    let (image, cmd) = if rng.chance(1) {
+        BAD[rng.below(BAD.len())]
+    } else {
+        BENIGN[rng.below(BENIGN.len())]
+    };
     let (pimage, pcmd) = PARENTS[rng.below(PARENTS.len())];
     let base = format!(
         "\"EventID\":{event_id},\"Channel\":\"Microsoft-Windows-Sysmon/Operational\",\"Computer\":{},\"UtcTime\":\"{utc}\",\"ProcessGuid\":\"{guid}\",\"ProcessId\":{pid},\"Image\":{},\"User\":{}",
