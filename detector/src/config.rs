@@ -32,6 +32,8 @@ pub struct DetectorConfig {
     pub detector: DetectorSection,
     pub kafka: KafkaSettings,
     #[serde(default)]
+    pub topics: TopicsSection,
+    #[serde(default)]
     pub rules: RulesSection,
     /// Stage 2 engine settings (lateness, state bounds, suppression).
     #[serde(default)]
@@ -61,10 +63,9 @@ pub struct DetectorSection {
     /// Upper bound on waiting for a batch to fill.
     #[serde(with = "duration")]
     pub batch_wait: Duration,
-    /// Regex of the event topics to read (agency = the part after `qalqan.events.`).
-    pub events_pattern: String,
-    /// Regex of the raw-line topics of third-party producers.
-    pub raw_pattern: String,
+    /// How often an agency's collectors are checked for silence.
+    #[serde(with = "duration")]
+    pub silence_check_interval: Duration,
 }
 
 impl Default for DetectorSection {
@@ -74,8 +75,37 @@ impl Default for DetectorSection {
             group_prefix: "qalqan-detector".into(),
             batch_size: 2000,
             batch_wait: Duration::from_millis(20),
-            events_pattern: qalqan_core::topics::EVENTS_PATTERN.into(),
-            raw_pattern: qalqan_core::topics::RAW_PATTERN.into(),
+            silence_check_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `[topics]`: where everything is read and written. The defaults are the
+/// names of DESIGN.md; tests and staging clusters use their own.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicsSection {
+    /// Regex subscription for the collectors' normalized events. The agency
+    /// is the topic name's last dot-separated part, never the event body.
+    pub events: String,
+    /// Regex subscription for raw lines of third-party producers.
+    pub raw: String,
+    /// Correlation signals (stage 1 → stage 2), keyed by correlation group.
+    pub signals: String,
+    /// Alerts of both stages.
+    pub alerts: String,
+    /// Messages that could not be decoded, with the reason in a header.
+    pub deadletter: String,
+}
+
+impl Default for TopicsSection {
+    fn default() -> Self {
+        TopicsSection {
+            events: qalqan_core::topics::EVENTS_PATTERN.into(),
+            raw: qalqan_core::topics::RAW_PATTERN.into(),
+            signals: qalqan_core::topics::SIGNALS.into(),
+            alerts: qalqan_core::topics::ALERTS.into(),
+            deadletter: qalqan_core::topics::DEADLETTER.into(),
         }
     }
 }
@@ -200,15 +230,38 @@ impl Validate for DetectorConfig {
                 "use 1 to 1000000 (2000 is a good default)",
             ));
         }
-        for (key, pattern) in [
-            ("detector.events_pattern", &d.events_pattern),
-            ("detector.raw_pattern", &d.raw_pattern),
-        ] {
+        let t = &self.topics;
+        for (key, pattern) in [("topics.events", &t.events), ("topics.raw", &t.raw)] {
             if !pattern.starts_with('^') {
                 return Err(Invalid::new(
                     key,
                     "is not a regex subscription",
                     "start it with ^ (e.g. ^qalqan\\.events\\..+)",
+                ));
+            }
+            if let Err(e) = regex::Regex::new(pattern) {
+                return Err(Invalid::new(
+                    key,
+                    format!("is not a valid regex: {e}"),
+                    "fix the pattern",
+                ));
+            }
+        }
+        for (key, topic) in [
+            ("topics.signals", &t.signals),
+            ("topics.alerts", &t.alerts),
+            ("topics.deadletter", &t.deadletter),
+        ] {
+            let ok = !topic.is_empty()
+                && topic.len() <= 249
+                && topic
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+            if !ok {
+                return Err(Invalid::new(
+                    key,
+                    format!("`{topic}` is not a Kafka topic name"),
+                    "use 1-249 characters of A-Z a-z 0-9 . _ -",
                 ));
             }
         }

@@ -9,6 +9,7 @@ pub mod demo;
 pub mod health;
 pub mod metrics;
 pub mod pipeline;
+pub mod service;
 pub mod sinks;
 pub mod standalone;
 pub mod store;

@@ -198,7 +198,6 @@ impl Standalone {
                 }
             }
         }
-        drop(handle_line);
         // End of input: close every window so the last correlations fire.
         correlator.flush(&mut alerts);
         for a in alerts.drain(..) {

@@ -243,7 +243,7 @@ fn main() {
         println!("route {name:<7} rules {rules:>5}, without a prefilter atom {always}");
         if std::env::var_os("QALQAN_BENCH_ROUTES").is_some() {
             let mut scans = engine.route_scans(&ls);
-            scans.sort_by(|a, b| b.3.cmp(&a.3));
+            scans.sort_by_key(|s| std::cmp::Reverse(s.3));
             for (f, n, bytes, mem) in scans.iter().take(12) {
                 println!(
                     "    scan {f:<28} atoms {n:>6} bytes {bytes:>7} automaton {:>8} kB",

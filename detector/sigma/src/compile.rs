@@ -212,6 +212,9 @@ pub struct RegexMatcher {
 }
 
 /// What one value (alternative) of a detection item checks.
+// Matchers sit in contiguous vectors walked per event; boxing the large
+// string variant would add a pointer chase on the hottest path.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Matcher {
     Str(StrMatcher),

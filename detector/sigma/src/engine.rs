@@ -44,6 +44,9 @@ pub enum RejectKind {
     Duplicate,
 }
 
+/// (product, service, category) of a logsource, as routing keys.
+type LogsourceKey = (Option<String>, Option<String>, Option<String>);
+
 /// One rejected document: where, which rule, which construct and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadError {
@@ -445,7 +448,7 @@ pub struct Engine {
     atoms: AtomTable,
     by_ref: FxHashMap<String, RuleIdx>,
     /// Rules grouped by their exact (product, service, category).
-    groups: FxHashMap<(Option<String>, Option<String>, Option<String>), Vec<RuleIdx>>,
+    groups: FxHashMap<LogsourceKey, Vec<RuleIdx>>,
     products: FxHashSet<String>,
     services: FxHashSet<String>,
     categories: FxHashSet<String>,

@@ -406,13 +406,12 @@ impl<'a> Ctx<'a> {
                         }
                     }
                 }
-                Matcher::Regex(r) => {
+                Matcher::Regex(r)
                     if !r.atoms.is_empty()
                         && r.atoms.iter().all(|&a| bit(scanned, a))
-                        && !r.atoms.iter().any(|&a| self.st.is_hit(a))
-                    {
-                        return false;
-                    }
+                        && !r.atoms.iter().any(|&a| self.st.is_hit(a)) =>
+                {
+                    return false;
                 }
                 _ => {}
             }

@@ -17,6 +17,8 @@ pub enum GlobTok {
 }
 
 /// A string pattern, in the cheapest form that matches exactly the same set.
+// Inline on purpose: patterns are matched per event, boxing costs a pointer chase.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum StrPattern {
     Exact(String),

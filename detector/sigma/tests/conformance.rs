@@ -708,6 +708,8 @@ fn truth(cond: &str, f: impl Fn(bool, bool, bool) -> bool) {
 }
 
 #[test]
+// The closures mirror the conditions literally, on purpose.
+#[allow(clippy::nonminimal_bool)]
 fn condition_and_or_not_and_precedence() {
     truth("a and b", |a, b, _| a && b);
     truth("a or b", |a, b, _| a || b);

@@ -163,23 +163,39 @@ impl Matcher {
             }
             let info = entry.rule_info();
             let entity = primary_entity(event);
-            let suppressed =
-                match self
-                    .suppressor
+            let Some(decision) =
+                self.suppressor
                     .decide(idx_key(idx), agency, entity, event.timestamp)
-                {
-                    Some(carry) => carry,
-                    None => {
-                        self.metrics
-                            .alerts_suppressed
-                            .with_label_values(&[info.level.as_str()])
-                            .inc();
-                        continue;
-                    }
-                };
+            else {
+                self.metrics
+                    .alerts_suppressed
+                    .with_label_values(&[info.level.as_str()])
+                    .inc();
+                continue;
+            };
             let mut alert = Alert::new(info, agency, event.timestamp, event.timestamp);
-            alert.group.insert("event.id".into(), event_id.to_owned());
-            alert.refresh_id();
+            match decision.slot {
+                // Under suppression the alert stands for "the n-th alert of
+                // this rule for this entity in this period": its id does not
+                // depend on which event came first, so a replay after a crash
+                // or on another instance gives the same id.
+                Some((period_start, n)) => {
+                    alert.group.insert("entity".into(), entity.to_owned());
+                    alert.group.insert(
+                        "suppress.period".into(),
+                        qalqan_core::event::format_ts(&period_start),
+                    );
+                    alert.group.insert("suppress.slot".into(), n.to_string());
+                    let mut key = alert.group.clone();
+                    key.insert("\u{0}agency".into(), alert.agency.clone());
+                    alert.id = qalqan_core::alert::alert_id(&alert.rule.id, &key, &period_start);
+                }
+                None => {
+                    alert.group.insert("event.id".into(), event_id.to_owned());
+                    alert.refresh_id();
+                }
+            }
+            let suppressed = decision.carry;
             alert.entities.absorb(event);
             alert.suppressed = suppressed;
             alert.evidence.push(Evidence {
@@ -340,16 +356,20 @@ impl DetectionSuppressor {
         }
     }
 
-    /// `Some(carried count)` to send, `None` to suppress.
+    /// `Some` to send (with the count carried from the previous period),
+    /// `None` to suppress.
     fn decide(
         &mut self,
         rule: usize,
         agency: &str,
         entity: &str,
         at: DateTime<Utc>,
-    ) -> Option<u64> {
+    ) -> Option<Decision> {
         let Some(Some(policy)) = self.policies.get(rule).copied() else {
-            return Some(0);
+            return Some(Decision {
+                carry: 0,
+                slot: None,
+            });
         };
         let len = i64::try_from(policy.period.as_micros())
             .unwrap_or(i64::MAX)
@@ -381,12 +401,26 @@ impl DetectionSuppressor {
         }
         if s.sent < policy.first {
             s.sent += 1;
-            Some(std::mem::take(&mut s.carry))
+            let start =
+                DateTime::<Utc>::from_timestamp_micros(period.saturating_mul(len)).unwrap_or(at);
+            Some(Decision {
+                carry: std::mem::take(&mut s.carry),
+                slot: Some((start, s.sent)),
+            })
         } else {
             s.silenced += 1;
             None
         }
     }
+}
+
+/// A suppressor's verdict for an alert it lets through.
+struct Decision {
+    /// Alerts silenced in the previous period, carried on this one.
+    carry: u64,
+    /// The period's start and which of its first N alerts this is; `None`
+    /// when the rule is not suppressed.
+    slot: Option<(DateTime<Utc>, u32)>,
 }
 
 /// A rule's own `qalqan: {suppress: ...}` setting: `Some(None)` for `off`,
@@ -487,6 +521,41 @@ detection:
         assert_eq!(a.entities.source_ips, vec!["203.0.113.5".to_string()]);
         assert_eq!(a.evidence.len(), 1);
         assert!(out.signals.is_empty());
+    }
+
+    #[test]
+    fn suppressed_alert_ids_do_not_depend_on_which_event_came_first() {
+        // A replay after a crash (or another instance) starts mid-period:
+        // the alert it sends must carry the id the first run gave.
+        let mut full = Matcher::new(
+            rules(""),
+            &MatcherSettings::default(),
+            Arc::new(Metrics::new()),
+        );
+        let mut resumed = Matcher::new(
+            rules(""),
+            &MatcherSettings::default(),
+            Arc::new(Metrics::new()),
+        );
+        let (mut a, mut b) = (MatchOutput::default(), MatchOutput::default());
+        for i in 0..6 {
+            let ev = web("203.0.113.5", "Nikto/2.5", i);
+            full.process("mof", &ev, &format!("e{i}"), i as u64, &mut a);
+            if i >= 3 {
+                resumed.process("mof", &ev, &format!("e{i}"), i as u64, &mut b);
+            }
+        }
+        assert_eq!(a.alerts.len(), 1);
+        assert_eq!(b.alerts.len(), 1);
+        assert_eq!(a.alerts[0].id, b.alerts[0].id);
+        assert_ne!(
+            a.alerts[0].evidence[0].event_id,
+            b.alerts[0].evidence[0].event_id
+        );
+        assert_eq!(
+            a.alerts[0].group.get("entity").map(String::as_str),
+            Some("203.0.113.5")
+        );
     }
 
     #[test]

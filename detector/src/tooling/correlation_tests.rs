@@ -208,7 +208,7 @@ pub fn untested(engine: &Engine, paths: &[PathBuf], tested: &[String]) -> Vec<St
         .rules()
         .iter()
         .filter(|r| paths.iter().any(|p| r.source.path.starts_with(p)))
-        .filter(|r| !tested.iter().any(|t| *t == r.id))
+        .filter(|r| !tested.contains(&r.id))
         .map(|r| format!("{} ({})", r.meta.title, r.source.path.display()))
         .collect()
 }
@@ -629,7 +629,7 @@ correlation: {type: event_count, rules: [burst], group-by: [source.ip], timespan
         let tested = ext.tested();
         let summary = TestRunner::new()
             .extension(Box::new(ext))
-            .run(&engine, &[dir.clone()])
+            .run(&engine, std::slice::from_ref(&dir))
             .expect("runs");
         let _ = std::fs::remove_dir_all(&dir);
         let details: Vec<String> = summary

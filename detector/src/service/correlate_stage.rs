@@ -1,0 +1,377 @@
+//! Stage 2 on Kafka: signals in, correlation alerts out, with each
+//! partition's state living in the instance that owns it.
+//!
+//! Offsets are committed with the partition's settled horizons
+//! ([`qalqan_correlation::Checkpoint`]) as commit metadata, after the alerts
+//! that became final before them are confirmed. Whoever is assigned the
+//! partition next (after a rebalance, a restart or a crash) reads that
+//! metadata, seeks back by the engine's replay lookback with
+//! `offsets_for_times` (signals carry their event time as Kafka timestamp)
+//! and replays, withholding the alerts the previous owner already produced.
+//! Alerts it cannot prove were produced are produced again with the same
+//! id, which ClickHouse and consumers collapse.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use qalqan_correlation::{Checkpoint, RebuildPlan, Signal};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::statistics::Statistics;
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+
+use crate::pipeline::Correlator;
+use crate::service::kafka::{consumer_config, ConfirmError, LagReporter, Outputs, Progress};
+use crate::service::match_stage::send_alert;
+use crate::service::Shared;
+
+/// A partition assignment as the worker must apply it to its engine.
+#[derive(Debug)]
+enum Change {
+    Assigned {
+        partition: i32,
+        plan: Option<RebuildPlan>,
+    },
+    Revoked(Vec<i32>),
+}
+
+/// Consumer context that places newly assigned partitions where their
+/// rebuild must start, before any of their messages is fetched.
+struct RebuildContext {
+    lag: LagReporter,
+    /// The engine's replay lookback, refreshed when rules change.
+    lookback: Mutex<Duration>,
+    changes: Mutex<Vec<Change>>,
+}
+
+impl ClientContext for RebuildContext {
+    fn stats(&self, statistics: Statistics) {
+        self.lag.report(&statistics);
+    }
+}
+
+impl ConsumerContext for RebuildContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let lookback = *self.lookback.lock().unwrap_or_else(|p| p.into_inner());
+                let changes = place_for_rebuild(consumer, tpl, lookback);
+                if let Err(e) = consumer.assign(tpl) {
+                    tracing::error!("stage 2 assign failed: {e}");
+                }
+                self.changes
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend(changes);
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let parts: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+                tracing::info!(partitions = ?parts, "stage 2 partitions revoked");
+                self.changes
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(Change::Revoked(parts));
+                if let Err(e) = consumer.unassign() {
+                    tracing::error!("stage 2 unassign failed: {e}");
+                }
+            }
+            other => {
+                let code: RDKafkaErrorCode = other.into();
+                tracing::error!("stage 2 rebalance error: {code}");
+                let _ = consumer.unassign();
+            }
+        }
+    }
+}
+
+/// Sets each assigned partition's start offset: from its checkpoint minus
+/// the lookback when it has one, else its committed offset (or the start of
+/// the topic for a new group).
+fn place_for_rebuild(
+    consumer: &BaseConsumer<RebuildContext>,
+    tpl: &mut TopicPartitionList,
+    lookback: Duration,
+) -> Vec<Change> {
+    let timeout = Duration::from_secs(10);
+    let committed = match consumer.committed_offsets(tpl.clone(), timeout) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("stage 2 cannot read committed offsets ({e}); starting from the group's positions without rebuild");
+            return tpl
+                .elements()
+                .iter()
+                .map(|e| Change::Assigned {
+                    partition: e.partition(),
+                    plan: None,
+                })
+                .collect();
+        }
+    };
+    let mut changes = Vec::new();
+    let mut seek_times = TopicPartitionList::new();
+    for el in committed.elements() {
+        let (topic, partition) = (el.topic().to_owned(), el.partition());
+        let checkpoint = match el.metadata() {
+            "" => None,
+            md => match Checkpoint::from_metadata(md) {
+                Ok(cp) => Some(cp),
+                Err(e) => {
+                    tracing::warn!(
+                        partition,
+                        "unreadable checkpoint in commit metadata ({e}); no rebuild"
+                    );
+                    None
+                }
+            },
+        };
+        let plan = match (el.offset(), checkpoint.as_ref().and_then(|c| c.earliest())) {
+            (Offset::Offset(_), Some(horizon)) => {
+                let from = horizon - chrono::Duration::from_std(lookback).unwrap_or_default();
+                let _ = seek_times.add_partition_offset(
+                    &topic,
+                    partition,
+                    Offset::Offset(from.timestamp_millis().max(0)),
+                );
+                checkpoint.as_ref().map(RebuildPlan::from_checkpoint)
+            }
+            _ => None,
+        };
+        if let Offset::Offset(o) = el.offset() {
+            let _ = tpl.set_partition_offset(&topic, partition, Offset::Offset(o));
+        }
+        changes.push(Change::Assigned { partition, plan });
+    }
+    if seek_times.count() > 0 {
+        match consumer.offsets_for_times(seek_times, timeout) {
+            Ok(found) => {
+                for el in found.elements() {
+                    let committed_at = committed
+                        .find_partition(el.topic(), el.partition())
+                        .map(|c| c.offset());
+                    // The replay starts at the earlier of the two; a time
+                    // past the end of the partition means "from the commit".
+                    if let (Offset::Offset(back), Some(Offset::Offset(c))) =
+                        (el.offset(), committed_at)
+                    {
+                        let start = back.min(c);
+                        let _ = tpl.set_partition_offset(
+                            el.topic(),
+                            el.partition(),
+                            Offset::Offset(start),
+                        );
+                        tracing::info!(
+                            partition = el.partition(),
+                            committed = c,
+                            replay_from = start,
+                            "stage 2 rebuilding partition state"
+                        );
+                    }
+                }
+            }
+            Err(e) => tracing::error!(
+                "stage 2 offsets_for_times failed ({e}); partitions start at their commits"
+            ),
+        }
+    }
+    changes
+}
+
+/// Runs stage 2 until `shared.stop` is set.
+pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
+    let cfg = &shared.config;
+    let metrics = &shared.metrics;
+    let group = format!("{}.correlate", cfg.detector.group_prefix);
+    let rules = shared.rules.current();
+    let mut generation = shared.rules.generation();
+    let mut correlator = Correlator::new(
+        Arc::clone(&rules.correlations),
+        cfg.correlation.clone(),
+        Arc::clone(metrics),
+    )?;
+    let consumer: BaseConsumer<RebuildContext> = consumer_config(
+        &cfg.kafka,
+        &group,
+        &format!("{}-correlate", shared.instance),
+    )?
+    .create_with_context(RebuildContext {
+        lag: LagReporter {
+            group: group.clone(),
+            metrics: Arc::clone(metrics),
+        },
+        lookback: Mutex::new(correlator.engine().replay_lookback()),
+        changes: Mutex::new(Vec::new()),
+    })
+    .map_err(|e| anyhow::anyhow!("cannot create the stage 2 consumer: {e}"))?;
+    consumer
+        .subscribe(&[cfg.topics.signals.as_str()])
+        .map_err(|e| anyhow::anyhow!("cannot subscribe to {}: {e}", cfg.topics.signals))?;
+    let outputs = Outputs::new(&cfg.kafka, &format!("{}-correlate-out", shared.instance))?;
+    let mut progress = Progress::default();
+    let mut owned: BTreeSet<i32> = BTreeSet::new();
+    let mut alerts = Vec::new();
+    let mut last_tick = Instant::now();
+    let mut last_commit = Instant::now();
+    let mut unconfirmed = false;
+    tracing::info!(%group, signals = %cfg.topics.signals, "stage 2 (correlate) started");
+
+    while !shared.stop.load(Ordering::Acquire) {
+        if shared.rules.generation() != generation {
+            generation = shared.rules.generation();
+            match correlator.replace_rules(Arc::clone(&shared.rules.current().correlations)) {
+                Ok(()) => {
+                    *consumer
+                        .context()
+                        .lookback
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner()) = correlator.engine().replay_lookback();
+                    tracing::info!("stage 2 switched to the reloaded rule set");
+                }
+                Err(e) => tracing::error!("stage 2 keeps its rule set: {e:#}"),
+            }
+        }
+        let started = Instant::now();
+        let mut handled = 0usize;
+        let mut deadline: Option<Instant> = None;
+        while handled < cfg.detector.batch_size {
+            let timeout = match deadline {
+                None => Duration::from_millis(100),
+                Some(d) => d.saturating_duration_since(Instant::now()),
+            };
+            let polled = consumer.poll(timeout);
+            apply_changes(&consumer, &mut correlator, &mut owned);
+            let Some(polled) = polled else { break };
+            let msg = match polled {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!("stage 2 consumer: {e}");
+                    continue;
+                }
+            };
+            deadline.get_or_insert_with(|| Instant::now() + cfg.detector.batch_wait);
+            let (topic, partition, offset) = (msg.topic(), msg.partition(), msg.offset());
+            match msg.payload().map(Signal::from_json) {
+                Some(Ok(signal)) => correlator.process(partition, signal, &mut alerts),
+                other => {
+                    let reason = match other {
+                        Some(Err(e)) => format!("not a correlation signal: {e}"),
+                        _ => "empty message".to_owned(),
+                    };
+                    metrics
+                        .deadletters
+                        .with_label_values(&["undecodable_signal"])
+                        .inc();
+                    tracing::warn!(%topic, partition, offset, %reason, "signal sent to the dead-letter topic");
+                    outputs.dead_letter(
+                        &cfg.topics.deadletter,
+                        &reason,
+                        "correlate",
+                        topic,
+                        partition,
+                        offset,
+                        msg.key(),
+                        msg.payload().unwrap_or_default(),
+                    );
+                    unconfirmed = true;
+                }
+            }
+            progress.handled(topic, partition, offset);
+            handled += 1;
+        }
+        if last_tick.elapsed() >= Duration::from_millis(100) {
+            last_tick = Instant::now();
+            correlator.tick(&mut alerts);
+        }
+        for alert in alerts.drain(..) {
+            send_alert(&outputs, &cfg.topics.alerts, &alert);
+            unconfirmed = true;
+        }
+        // Commit what was read, and at least every second while windows
+        // close on ticks, so the stored horizons follow the alerts produced.
+        let due = handled > 0 || (unconfirmed && last_commit.elapsed() >= Duration::from_secs(1));
+        if !due {
+            outputs.poll();
+            continue;
+        }
+        match outputs.confirm(&shared.stop) {
+            Ok(()) => unconfirmed = false,
+            Err(ConfirmError::Stopped) => break,
+            Err(e) => anyhow::bail!("stage 2 outputs failed, offsets not committed: {e}"),
+        }
+        for &p in &owned {
+            if !progress.partitions().any(|(_, q, _)| q == p) {
+                // Horizons moved on ticks without new signals: store them
+                // with the current position.
+                if let Ok(Offset::Offset(pos)) = position_of(&consumer, &cfg.topics.signals, p) {
+                    progress.handled(&cfg.topics.signals, p, pos - 1);
+                }
+            }
+        }
+        let engine = correlator.engine();
+        if let Err(e) = progress.commit(&consumer, |_, p| {
+            owned
+                .contains(&p)
+                .then(|| engine.checkpoint(p).to_metadata())
+        }) {
+            tracing::warn!("stage 2 offset commit failed (signals will be replayed): {e}");
+        }
+        last_commit = Instant::now();
+        metrics
+            .stage_latency
+            .with_label_values(&["correlate"])
+            .observe(started.elapsed().as_secs_f64());
+    }
+    tracing::info!("stage 2 (correlate) stopped");
+    Ok(())
+}
+
+fn position_of(
+    consumer: &BaseConsumer<RebuildContext>,
+    topic: &str,
+    partition: i32,
+) -> Result<Offset, rdkafka::error::KafkaError> {
+    let pos = consumer.position()?;
+    Ok(pos
+        .find_partition(topic, partition)
+        .map(|e| e.offset())
+        .unwrap_or(Offset::Invalid))
+}
+
+/// Applies assignments and revocations noted by the rebalance callback.
+fn apply_changes(
+    consumer: &BaseConsumer<RebuildContext>,
+    correlator: &mut Correlator,
+    owned: &mut BTreeSet<i32>,
+) {
+    let changes: Vec<Change> = std::mem::take(
+        &mut *consumer
+            .context()
+            .changes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()),
+    );
+    for change in changes {
+        match change {
+            Change::Assigned { partition, plan } => {
+                correlator.engine().drop_partition(partition);
+                if let Some(plan) = plan {
+                    correlator.engine().begin_rebuild(partition, plan);
+                }
+                owned.insert(partition);
+            }
+            Change::Revoked(parts) => {
+                for p in parts {
+                    correlator.engine().drop_partition(p);
+                    owned.remove(&p);
+                }
+            }
+        }
+    }
+}

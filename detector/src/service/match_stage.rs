@@ -1,0 +1,210 @@
+//! Stage 1 on Kafka: events (and third-party raw lines) in; single-event
+//! alerts, correlation signals and dead letters out.
+//!
+//! Stateless but for suppression and collector health, so any number of
+//! instances share the work through the `<prefix>.match` consumer group.
+//! Signals are keyed by [`qalqan_correlation::Signal::signal_key`] and
+//! stamped with the event's time, so stage 2 finds every signal of one
+//! group key in one partition and can seek back by event time.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use qalqan_core::Alert;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Message, Offset};
+
+use crate::pipeline::matcher::MatcherSettings;
+use crate::pipeline::{MatchOutput, Matcher};
+use crate::service::decode::Decoder;
+use crate::service::kafka::{consumer_config, LagReporter, Outputs, PlainContext, Progress};
+use crate::service::Shared;
+
+/// Sends an alert to the alerts topic, keyed by its id.
+pub fn send_alert(outputs: &Outputs, topic: &str, alert: &Alert) {
+    let json = alert.to_json_string();
+    outputs.send(
+        topic,
+        alert.id.as_bytes(),
+        json.as_bytes(),
+        Some(Utc::now().timestamp_millis()),
+        None,
+    );
+}
+
+/// Runs stage 1 until `shared.stop` is set.
+pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
+    let cfg = &shared.config;
+    let metrics = &shared.metrics;
+    let group = format!("{}.match", cfg.detector.group_prefix);
+    let consumer: BaseConsumer<PlainContext> =
+        consumer_config(&cfg.kafka, &group, &format!("{}-match", shared.instance))?
+            .create_with_context(PlainContext::new(LagReporter {
+                group: group.clone(),
+                metrics: Arc::clone(metrics),
+            }))
+            .map_err(|e| anyhow::anyhow!("cannot create the stage 1 consumer: {e}"))?;
+    consumer
+        .subscribe(&[cfg.topics.events.as_str(), cfg.topics.raw.as_str()])
+        .map_err(|e| anyhow::anyhow!("cannot subscribe to the event topics: {e}"))?;
+    // Signals, alerts and dead letters are committed in one transaction
+    // with the offsets of the events that caused them: a crash or a
+    // rebalance never duplicates a signal (which would count an event twice
+    // in a correlation) nor loses one.
+    let outputs = Outputs::transactional(
+        &cfg.kafka,
+        &format!("{}-match-out", shared.instance),
+        &format!("{group}-{}", shared.instance),
+    )?;
+    let decoder = Decoder::new(&cfg.topics, shared.parse_options())?;
+    let settings = MatcherSettings {
+        suppress: cfg.detection.suppress,
+        silence_after: cfg.health.silence_after,
+        reorder_window: cfg.health.reorder_window,
+    };
+    let mut generation = shared.rules.generation();
+    let mut matcher = Matcher::new(shared.rules.current(), &settings, Arc::clone(metrics));
+    let mut out = MatchOutput::default();
+    let mut progress = Progress::default();
+    let mut last_silence_check = Instant::now();
+    tracing::info!(%group, events = %cfg.topics.events, raw = %cfg.topics.raw, "stage 1 (match) started");
+
+    while !shared.stop.load(Ordering::Acquire) {
+        if shared.rules.generation() != generation {
+            generation = shared.rules.generation();
+            matcher.replace_rules(shared.rules.current(), &settings);
+            tracing::info!("stage 1 switched to the reloaded rule set");
+        }
+        let started = Instant::now();
+        let mut handled = 0usize;
+        let mut in_txn = false;
+        let mut first_offsets: BTreeMap<(String, i32), i64> = BTreeMap::new();
+        let mut deadline: Option<Instant> = None;
+        consumer
+            .context()
+            .rebalanced
+            .store(false, Ordering::Release);
+        while handled < cfg.detector.batch_size {
+            let timeout = match deadline {
+                None => Duration::from_millis(100),
+                Some(d) => d.saturating_duration_since(Instant::now()),
+            };
+            let Some(polled) = consumer.poll(timeout) else {
+                break;
+            };
+            let msg = match polled {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!("stage 1 consumer: {e}");
+                    continue;
+                }
+            };
+            if !in_txn {
+                outputs.begin_transaction()?;
+                in_txn = true;
+            }
+            deadline.get_or_insert_with(|| Instant::now() + cfg.detector.batch_wait);
+            let (topic, partition, offset) = (msg.topic(), msg.partition(), msg.offset());
+            first_offsets
+                .entry((topic.to_owned(), partition))
+                .or_insert(offset);
+            match decoder.decode(topic, partition, offset, msg.payload()) {
+                Err(bad) => {
+                    metrics.deadletters.with_label_values(&[bad.kind]).inc();
+                    tracing::warn!(%topic, partition, offset, reason = %bad.reason, "message sent to the dead-letter topic");
+                    outputs.dead_letter(
+                        &cfg.topics.deadletter,
+                        &bad.reason,
+                        "match",
+                        topic,
+                        partition,
+                        offset,
+                        msg.key(),
+                        msg.payload().unwrap_or_default(),
+                    );
+                }
+                Ok(d) => {
+                    if let Some(parser) = d.parser {
+                        metrics.raw_parsed.with_label_values(&[parser]).inc();
+                    }
+                    out.clear();
+                    matcher.process(
+                        &d.agency,
+                        &d.event,
+                        &d.event_id,
+                        offset.max(0) as u64,
+                        &mut out,
+                    );
+                    for alert in out.alerts.drain(..) {
+                        send_alert(&outputs, &cfg.topics.alerts, &alert);
+                    }
+                    for signal in out.signals.drain(..) {
+                        match signal.to_json() {
+                            Ok(json) => outputs.send(
+                                &cfg.topics.signals,
+                                signal.signal_key().as_bytes(),
+                                json.as_bytes(),
+                                Some(signal.timestamp.timestamp_millis()),
+                                None,
+                            ),
+                            Err(e) => {
+                                tracing::error!(rule = %signal.correlation, "signal not encodable: {e}")
+                            }
+                        }
+                    }
+                }
+            }
+            progress.handled(topic, partition, offset);
+            handled += 1;
+        }
+        if last_silence_check.elapsed() >= cfg.detector.silence_check_interval {
+            last_silence_check = Instant::now();
+            for alert in matcher.check_silence(Utc::now()) {
+                if !in_txn {
+                    outputs.begin_transaction()?;
+                    in_txn = true;
+                }
+                tracing::warn!(agency = %alert.agency, "{}", alert.rule.title);
+                send_alert(&outputs, &cfg.topics.alerts, &alert);
+            }
+        }
+        if !in_txn {
+            outputs.poll();
+            continue;
+        }
+        if consumer.context().rebalanced.swap(false, Ordering::AcqRel) {
+            // The partitions were handed out again and restart from their
+            // committed offsets; this batch's outputs must not appear.
+            tracing::info!("rebalance during a batch: aborting it, its events are read again");
+            outputs.abort_transaction();
+            progress.clear();
+            continue;
+        }
+        let offsets = progress.to_list(|_, _| None);
+        progress.clear();
+        if let Err(e) = outputs.commit_transaction(&consumer, &offsets) {
+            tracing::warn!("stage 1 transaction not committed ({e:#}); the batch is read again");
+            outputs.abort_transaction();
+            for ((topic, partition), offset) in &first_offsets {
+                if let Err(e) = consumer.seek(
+                    topic,
+                    *partition,
+                    Offset::Offset(*offset),
+                    Duration::from_secs(10),
+                ) {
+                    tracing::warn!(%topic, partition, "rewind after abort failed: {e}");
+                }
+            }
+            continue;
+        }
+        metrics
+            .stage_latency
+            .with_label_values(&["match"])
+            .observe(started.elapsed().as_secs_f64());
+    }
+    tracing::info!("stage 1 (match) stopped");
+    Ok(())
+}
