@@ -1,0 +1,525 @@
+//! The detector service against the real local Kafka and ClickHouse
+//! (started by `deploy/local/stack` through qalqan-testkit).
+//!
+//! * end to end: collector → Kafka → detector → alerts in Kafka and rows
+//!   in ClickHouse, single-event and correlation alerts, with the ids an
+//!   uninterrupted in-process run of the same rules gives;
+//! * spoofing: an event whose body claims another agency is attributed to
+//!   its topic's agency;
+//! * bad input: undecodable messages reach the dead-letter topic with a
+//!   reason, and the service keeps working (raw lines still alert);
+//! * scale-out: three instances in one group, one SIGKILLed mid-stream,
+//!   give exactly the ids of one uninterrupted instance;
+//! * crash: SIGKILL and restart lose no alert, and ClickHouse holds each
+//!   alert once after dedup by id.
+
+mod service_support;
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use service_support::{collector_events, ids, reference_alert_ids, Detector, World};
+
+fn kinds(alerts: &[serde_json::Value]) -> BTreeSet<String> {
+    alerts
+        .iter()
+        .filter_map(|a| a["rule"]["kind"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn collector_events_become_alerts_in_kafka_and_clickhouse() {
+    // One event partition: the scenario is 15 minutes of history sent in a
+    // burst, so only a single ordered partition keeps event time within the
+    // default 2 s lateness (the live tests below cover many partitions).
+    let world = World::new("e2e", 1, 6, true);
+    let config = world.config("all", &["match", "correlate", "archive"], "");
+    let mut detector = Detector::start(&config, "all");
+
+    // The collector reads the scenario on stdin and exits once Kafka has
+    // confirmed every line.
+    let start = qalqan_core::event::now_micros() - chrono::Duration::minutes(15);
+    let lines: Vec<String> = qalqan_detector::demo::scenario(start, 7)
+        .into_iter()
+        .map(|l| l.line)
+        .collect();
+    let state = world.dir.join("collector-state");
+    let collector_config = world.dir.join("collector.toml");
+    std::fs::write(
+        &collector_config,
+        format!(
+            "[collector]\nname = \"e2e-col\"\nagency = \"{}\"\nstate_dir = \"{}\"\n[kafka]\nbrokers = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:{}\"\n",
+            world.agency,
+            state.display(),
+            world.brokers,
+            service_support::free_port()
+        ),
+    )
+    .expect("collector config");
+    let mut collector = Command::new(qalqan_testkit::cargo_bin("qalqan-collector"))
+        .args(["--config"])
+        .arg(&collector_config)
+        .arg("--stdin")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the collector");
+    {
+        let mut stdin = collector.stdin.take().expect("stdin");
+        stdin
+            .write_all((lines.join("\n") + "\n").as_bytes())
+            .expect("feed the collector");
+    }
+    let out = collector.wait_with_output().expect("collector exits");
+    assert!(
+        out.status.success(),
+        "collector failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let parser = qalqan_core::parse::Parser::default();
+    let now = qalqan_core::event::now_micros();
+    let events: Vec<_> = lines
+        .iter()
+        .map(|l| parser.parse(l.as_bytes(), now).event)
+        .collect();
+    let expected = reference_alert_ids(&world.agency, &events);
+    assert!(
+        expected.len() >= 10,
+        "the scenario should raise many alerts: {expected:?}"
+    );
+
+    let alerts = world.alerts_until(expected.len(), 120);
+    let got = ids(&alerts);
+    let extra: Vec<String> = alerts
+        .iter()
+        .filter(|a| !expected.contains(a["id"].as_str().unwrap_or_default()))
+        .map(|a| {
+            format!(
+                "{} {} {} {}",
+                a["rule"]["title"], a["window_start"], a["window_end"], a["group"]
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        expected,
+        "alert ids differ from the reference run\nmissing: {:?}\nextra: {extra:#?}",
+        expected.difference(&got).collect::<Vec<_>>(),
+    );
+    let k = kinds(&alerts);
+    assert!(
+        k.contains("detection") && k.iter().any(|k| k != "detection" && k != "health"),
+        "both single-event and correlation alerts: {k:?}"
+    );
+    assert!(alerts.iter().all(|a| a["agency"] == world.agency.as_str()));
+
+    // Every line is archived once (the collector's heartbeats too), every
+    // alert once after dedup by id.
+    let db = world.database.as_deref().expect("database");
+    let sql = format!(
+        "SELECT count() FROM (SELECT event_id FROM {db}.events WHERE original != '' AND event_dataset != 'qalqan.heartbeat' GROUP BY event_id)"
+    );
+    let n = world.clickhouse_until(&sql, &lines.len().to_string(), 60);
+    assert_eq!(n, lines.len().to_string(), "events archived");
+    let sql = format!("SELECT count(DISTINCT id) FROM {db}.alerts");
+    let n = world.clickhouse_until(&sql, &expected.len().to_string(), 60);
+    assert_eq!(n, expected.len().to_string(), "alerts archived");
+    let wrong = qalqan_testkit::clickhouse_query(&format!(
+        "SELECT count() FROM {db}.events WHERE agency != '{}'",
+        world.agency
+    ));
+    assert_eq!(wrong.trim(), "0");
+
+    // Spoofing: the body claims another agency; the topic decides.
+    let spoof_line = "198.51.100.77 - - [27/Nov/2026:05:00:01 +0000] \"GET /login?id=1%27%20OR%20%271%27=%271 HTTP/1.1\" 200 10 \"-\" \"sqlmap/1.7\"";
+    let mut spoof = qalqan_core::parse::Parser::default()
+        .parse(spoof_line.as_bytes(), qalqan_core::event::now_micros())
+        .event;
+    spoof.fields.insert("organization.id", "moj");
+    spoof.fields.insert("agency", "moj");
+    let spoof_json = spoof.to_json_string();
+    // Bad input: broken JSON, an empty message, bytes that are not UTF-8.
+    let bad: Vec<(Option<&str>, Vec<u8>)> = vec![
+        (Some("h1"), b"{\"@timestamp\": broken".to_vec()),
+        (Some("h2"), Vec::new()),
+        (Some("h3"), vec![0xff, 0xfe, 0x00, 0x81]),
+    ];
+    qalqan_testkit::produce(&world.brokers, &world.events_topic, &bad);
+    qalqan_testkit::produce(
+        &world.brokers,
+        &world.events_topic,
+        &[(Some("portal"), spoof_json)],
+    );
+    // A third-party raw line, parsed by the detector.
+    let raw_line = "203.0.113.200 - - [27/Nov/2026:05:00:02 +0000] \"GET /news.php?id=1%20UNION%20SELECT%20password%20FROM%20users HTTP/1.1\" 200 10 \"-\" \"Mozilla/5.0\"";
+    qalqan_testkit::produce(
+        &world.brokers,
+        &world.raw_topic,
+        &[(Some("portal"), raw_line)],
+    );
+
+    let dead = qalqan_testkit::consume_all(
+        &world.brokers,
+        &world.deadletter,
+        3,
+        Duration::from_secs(60),
+    );
+    assert_eq!(dead.len(), 3, "dead letters: {dead:?}");
+    for d in &dead {
+        let reason =
+            String::from_utf8_lossy(d.header("qalqan.reason").expect("reason header")).into_owned();
+        assert!(!reason.is_empty());
+        assert_eq!(
+            d.header("qalqan.source.topic"),
+            Some(world.events_topic.as_bytes())
+        );
+        assert!(d.header("qalqan.source.offset").is_some());
+    }
+    let reasons: Vec<String> = dead
+        .iter()
+        .map(|d| {
+            String::from_utf8_lossy(d.header("qalqan.reason").unwrap_or_default()).into_owned()
+        })
+        .collect();
+    assert!(reasons.iter().any(|r| r.contains("empty")), "{reasons:?}");
+    assert!(
+        reasons
+            .iter()
+            .filter(|r| r.contains("not a qalqan event"))
+            .count()
+            == 2,
+        "{reasons:?}"
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (spoofed, raw) = loop {
+        let all = world.alerts_until(0, 0);
+        let by_ip = |ip: &str| {
+            all.iter()
+                .filter(|a| {
+                    a["entities"]["source_ips"]
+                        .as_array()
+                        .is_some_and(|v| v.iter().any(|x| x == ip))
+                })
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        let (s, r) = (by_ip("198.51.100.77"), by_ip("203.0.113.200"));
+        if (!s.is_empty() && !r.is_empty()) || Instant::now() > deadline {
+            break (s, r);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(
+        !spoofed.is_empty(),
+        "the spoofed event still alerts: {}",
+        detector.log_text()
+    );
+    assert!(
+        spoofed.iter().all(|a| a["agency"] == world.agency.as_str()),
+        "{spoofed:?}"
+    );
+    assert!(!raw.is_empty(), "a raw line alerts after the bad input");
+    assert!(detector.is_running(), "bad input must not stop the service");
+    assert!(
+        detector.stop(),
+        "clean stop on SIGTERM: {}",
+        detector.log_text()
+    );
+}
+
+/// A live workload: `seconds` of SSH brute force and spraying, web attacks
+/// and background traffic, each line stamped with the wall clock when it is
+/// produced (as a collector would), produced to the world's event topic
+/// keyed by host. Calls `at_half` half-way.
+fn live_workload(
+    world: &World,
+    seconds: u64,
+    mut at_half: impl FnMut(),
+) -> Vec<qalqan_core::Event> {
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    let producer: ThreadedProducer<DefaultProducerContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &world.brokers)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "300000")
+        .create()
+        .expect("producer");
+    let mut all = Vec::new();
+    let mut seq = 0usize;
+    let started = Instant::now();
+    let mut tick = 0u64;
+    let mut halfway_done = false;
+    while started.elapsed() < Duration::from_secs(seconds) {
+        let now: DateTime<Utc> = Utc::now();
+        let ts = now.format("%b %e %H:%M:%S").to_string();
+        let web_ts = now.format("%d/%b/%Y:%H:%M:%S +0000").to_string();
+        let mut lines = Vec::new();
+        for a in 0..8u64 {
+            let host = format!("srv-{}", a % 6);
+            let user = if a < 4 {
+                "root".to_string()
+            } else {
+                format!("user{}", tick % 12)
+            };
+            lines.push((host.clone(), format!(
+                "{ts} {host} sshd[{}]: Failed password for invalid user {user} from 203.0.113.{} port {} ssh2",
+                1000 + a, 10 + a, 40000 + tick
+            )));
+        }
+        if tick % 5 == 0 {
+            let ip = 20 + (tick / 5) % 10;
+            lines.push(("portal".into(), format!(
+                "198.51.100.{ip} - - [{web_ts}] \"GET /news.php?id=1%20UNION%20SELECT%20password%20FROM%20users HTTP/1.1\" 200 512 \"-\" \"Mozilla/5.0\""
+            )));
+        }
+        for b in 0..20u64 {
+            lines.push(("portal".into(), format!(
+                "10.20.{}.{} - - [{web_ts}] \"GET /services/{b} HTTP/1.1\" 200 2048 \"-\" \"Mozilla/5.0\"",
+                b % 4, (tick + b) % 250
+            )));
+        }
+        let texts: Vec<String> = lines.iter().map(|(_, l)| l.clone()).collect();
+        let evs = collector_events(&texts, "live-col");
+        let mut records = Vec::new();
+        for ((host, _), (mut ev, _)) in lines.iter().zip(evs) {
+            seq += 1;
+            ev.fields.insert(
+                "observer.sequence",
+                qalqan_core::event::Value::from(seq as u64),
+            );
+            records.push((Some(host.clone()), ev.to_json_string()));
+            all.push(ev);
+        }
+        for (key, value) in &records {
+            let mut record = BaseRecord::to(&world.events_topic)
+                .key(key.as_deref().unwrap_or_default())
+                .payload(value);
+            while let Err((e, back)) = producer.send(record) {
+                assert!(
+                    matches!(
+                        e,
+                        rdkafka::error::KafkaError::MessageProduction(
+                            rdkafka::types::RDKafkaErrorCode::QueueFull
+                        )
+                    ),
+                    "{e}"
+                );
+                record = back;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        tick += 1;
+        if !halfway_done && started.elapsed() >= Duration::from_secs(seconds / 2) {
+            halfway_done = true;
+            at_half();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    producer
+        .flush(Duration::from_secs(120))
+        .expect("every event confirmed by Kafka");
+    all
+}
+
+/// Lateness that covers a rebalance (session timeout 10 s) plus catch-up.
+const LIVE_CORRELATION: &str = "[correlation]\nallowed_lateness = \"30s\"\n";
+
+#[test]
+fn three_instances_give_the_ids_of_one_even_when_one_is_killed() {
+    let world = World::new("scale", 6, 6, false);
+    let mut instances: Vec<Detector> = (0..3)
+        .map(|i| {
+            let config = world.config(
+                &format!("inst{i}"),
+                &["match", "correlate"],
+                LIVE_CORRELATION,
+            );
+            Detector::start(&config, &format!("inst{i}"))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(8)); // let the group form
+    for (i, d) in instances.iter_mut().enumerate() {
+        assert!(
+            d.is_running(),
+            "instance {i} did not start:\n{}",
+            d.log_text()
+        );
+    }
+    let events = live_workload(&world, 24, || instances[1].kill());
+    let expected = reference_alert_ids(&world.agency, &events);
+    assert!(
+        expected.len() >= 8,
+        "the workload should raise alerts: {expected:?}"
+    );
+    // Alerts become final `allowed_lateness` of idle time after the end.
+    let _ = world.alerts_until(expected.len(), 150);
+    std::thread::sleep(Duration::from_secs(5)); // anything extra would show now
+    let alerts = world.alerts_until(0, 0);
+    let got = ids(&alerts);
+    let logs: String = instances
+        .iter()
+        .map(|d| d.log_text())
+        .collect::<Vec<_>>()
+        .join("\n----\n");
+    assert_eq!(
+        got,
+        expected,
+        "missing: {:?}\nextra: {:?}\n{logs}",
+        expected.difference(&got).collect::<Vec<_>>(),
+        got.difference(&expected).collect::<Vec<_>>(),
+    );
+    assert!(kinds(&alerts)
+        .iter()
+        .any(|k| k.starts_with("event_count") || k.starts_with("value_")));
+    for i in [0, 2] {
+        assert!(
+            instances[i].is_running(),
+            "instance {i} died:\n{}",
+            instances[i].log_text()
+        );
+    }
+}
+
+#[test]
+fn a_killed_and_restarted_detector_loses_no_alert_and_clickhouse_holds_each_once() {
+    let world = World::new("crash", 3, 3, true);
+    let config = world.config("one", &["match", "correlate", "archive"], LIVE_CORRELATION);
+    let mut first = Some(Detector::start(&config, "before"));
+    std::thread::sleep(Duration::from_secs(5));
+    let mut restarted: Option<Detector> = None;
+    let events = live_workload(&world, 20, || {
+        if let Some(mut d) = first.take() {
+            d.kill();
+            restarted = Some(Detector::start(&config, "after"));
+        }
+    });
+    let mut restarted = restarted.expect("restarted half-way");
+    let expected = reference_alert_ids(&world.agency, &events);
+    assert!(
+        expected.len() >= 8,
+        "the workload should raise alerts: {expected:?}"
+    );
+    let alerts = world.alerts_until(expected.len(), 150);
+    let got = ids(&alerts);
+    assert_eq!(
+        got,
+        expected,
+        "missing: {:?}\nextra: {:?}\n{}",
+        expected.difference(&got).collect::<Vec<_>>(),
+        got.difference(&expected).collect::<Vec<_>>(),
+        restarted.log_text()
+    );
+    let db = world.database.as_deref().expect("database");
+    let distinct = world.clickhouse_until(
+        &format!("SELECT count(DISTINCT id) FROM {db}.alerts"),
+        &expected.len().to_string(),
+        60,
+    );
+    assert_eq!(distinct, expected.len().to_string());
+    // After dedup by id (what FINAL does on the ReplacingMergeTree) there
+    // is exactly one row per alert.
+    let _ = qalqan_testkit::clickhouse_try_query(&format!("OPTIMIZE TABLE {db}.alerts FINAL"));
+    let rows = qalqan_testkit::clickhouse_query(&format!("SELECT count() FROM {db}.alerts FINAL"));
+    assert_eq!(rows.trim(), expected.len().to_string());
+    let events_rows = world.clickhouse_until(
+        &format!("SELECT count(DISTINCT event_id) FROM {db}.events"),
+        &events.len().to_string(),
+        60,
+    );
+    assert_eq!(
+        events_rows,
+        events.len().to_string(),
+        "every event archived"
+    );
+    assert!(restarted.stop());
+}
+
+#[test]
+fn a_broken_rule_set_is_refused_on_reload_and_the_running_one_stays() {
+    let world = World::new("reload", 1, 1, false);
+    let rules = world.dir.join("rules");
+    std::fs::create_dir_all(&rules).expect("rules dir");
+    let rule = |title: &str, ua: &str| {
+        format!(
+            "title: {title}\nid: 6a1f7a52-1111-4b7a-9d0e-{:012}\nauthor: test\nlevel: high\nlogsource: {{category: webserver}}\ndetection:\n  sel:\n    user_agent.original|contains: {ua}\n  condition: sel\n",
+            ua.len()
+        )
+    };
+    std::fs::write(rules.join("ua.yml"), rule("Odd agent", "oddagent")).expect("rule");
+    let config = world.config("reload", &["match"], "");
+    // Point the config at the private rule dir.
+    let text = std::fs::read_to_string(&config).expect("config");
+    let root = qalqan_testkit::workspace_root();
+    let text = text.replace(
+        &format!("paths = [{:?}]", root.join("rules").display().to_string()),
+        &format!("paths = [{:?}]", rules.display().to_string()),
+    );
+    std::fs::write(
+        &config,
+        text.replace("watch = false", "watch = true\nwatch_interval = \"500ms\""),
+    )
+    .expect("config");
+    let mut detector = Detector::start(&config, "reload");
+    let web = |ip: &str, ua: &str| {
+        let line = format!(
+            "{ip} - - [27/Nov/2026:05:00:01 +0000] \"GET / HTTP/1.1\" 200 1 \"-\" \"{ua}\""
+        );
+        let ev = qalqan_core::parse::Parser::default()
+            .parse(line.as_bytes(), qalqan_core::event::now_micros())
+            .event;
+        (Some("h".to_string()), ev.to_json_string())
+    };
+    let wait_for = |ip: &str| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let all = world.alerts_until(0, 0);
+            if all.iter().any(|a| a["entities"]["source_ips"][0] == ip) {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    };
+    qalqan_testkit::produce(
+        &world.brokers,
+        &world.events_topic,
+        &[web("192.0.2.1", "oddagent/1")],
+    );
+    assert!(wait_for("192.0.2.1"), "{}", detector.log_text());
+
+    // A broken file: the reload is refused, the old rules keep working.
+    std::fs::write(rules.join("broken.yml"), "title: broken\ndetection:\n  sel:\n    a|nosuchmodifier: x\n  condition: sel\nlogsource: {category: webserver}\n").expect("broken");
+    std::thread::sleep(Duration::from_secs(3));
+    qalqan_testkit::produce(
+        &world.brokers,
+        &world.events_topic,
+        &[web("192.0.2.2", "oddagent/2")],
+    );
+    assert!(wait_for("192.0.2.2"), "{}", detector.log_text());
+    assert!(
+        detector.log_text().contains("rule reload failed"),
+        "{}",
+        detector.log_text()
+    );
+
+    // Fixed, plus a new rule: picked up without a restart.
+    std::fs::remove_file(rules.join("broken.yml")).expect("rm");
+    std::fs::write(rules.join("new.yml"), rule("New agent", "newagent-x")).expect("new rule");
+    std::thread::sleep(Duration::from_secs(3));
+    qalqan_testkit::produce(
+        &world.brokers,
+        &world.events_topic,
+        &[web("192.0.2.3", "newagent-x/1")],
+    );
+    assert!(wait_for("192.0.2.3"), "{}", detector.log_text());
+    assert!(detector.stop());
+}
