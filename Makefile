@@ -3,7 +3,8 @@
 #   make demo        run the standalone pipeline (the README's first command)
 #   make test        the whole test suite against the real local stack (CI runs this)
 #   make bench       every hot-path benchmark, printing events/s (parse, buffer,
-#                    collector pipeline, sigma, correlation, ClickHouse insert)
+#                    collector pipeline, sigma, correlation, ClickHouse insert,
+#                    the detector service through Kafka)
 #   make lint        rustfmt --check, clippy -D warnings, shellcheck
 #   make stack-up / stack-down / stack-status   the local Kafka, ClickHouse, Prometheus
 #
@@ -69,6 +70,7 @@ bench:
 	$(CARGO) bench -p qalqan-collector --bench buffer
 	deploy/local/with-stack $(CARGO) bench -p qalqan-collector --bench pipeline
 	deploy/local/with-stack $(CARGO) bench -p qalqan-detector --bench clickhouse_insert
+	deploy/local/with-stack $(CARGO) bench -p qalqan-detector --bench service
 
 build-deps:
 	deploy/local/build-deps

@@ -1,0 +1,356 @@
+//! The detector service through the real local Kafka (`make bench` runs it
+//! inside `deploy/local/with-stack`), with the project's rule pack plus the
+//! SigmaHQ linux, web and network rules.
+//!
+//! 1. Throughput: `QALQAN_BENCH_EVENTS` (default 1,000,000) collector-style
+//!    events — the loghub OpenSSH sample and the demo scenario's portal,
+//!    firewall and host logs, renumbered and spread in event time — are put
+//!    on a 6-partition topic first; then one detector (stage 1 and 2) is
+//!    started and timed until both consumer groups have committed the end.
+//! 2. Latency: events produced at a fixed `QALQAN_BENCH_RATE` (default
+//!    20,000/s) for `QALQAN_BENCH_SECONDS` (default 20), 1% of them SQL
+//!    injection probes from distinct addresses; each alert's delay from the
+//!    event's receive time to the alert being readable in Kafka, p50/p99.
+
+use std::collections::BTreeSet;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use qalqan_core::event::{now_micros, Value};
+use qalqan_core::Event;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Parsed base events: loghub OpenSSH plus the demo scenario.
+fn base_events() -> Vec<Event> {
+    let parser = qalqan_core::parse::Parser::default();
+    let now = now_micros();
+    let path = qalqan_testkit::shared_data("loghub/OpenSSH_2k.log");
+    let text = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut out: Vec<Event> = text
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| parser.parse(l, now).event)
+        .collect();
+    let start = now - chrono::Duration::minutes(20);
+    out.extend(
+        qalqan_detector::demo::scenario(start, 42)
+            .into_iter()
+            .map(|l| parser.parse(l.line.as_bytes(), l.at).event),
+    );
+    out
+}
+
+fn producer(brokers: &str) -> ThreadedProducer<DefaultProducerContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "20")
+        .set("batch.size", "1000000")
+        .set("compression.type", "lz4")
+        .set("queue.buffering.max.messages", "2000000")
+        .set("message.timeout.ms", "300000")
+        .create()
+        .expect("producer")
+}
+
+fn send(p: &ThreadedProducer<DefaultProducerContext>, topic: &str, key: &str, value: &str) {
+    let mut record = BaseRecord::to(topic).key(key).payload(value);
+    loop {
+        match p.send(record) {
+            Ok(()) => return,
+            Err((_, back)) => {
+                record = back;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+}
+
+/// Sum of a group's committed offsets on `topic` (partitions 0..n).
+fn committed(brokers: &str, group: &str, topic: &str, partitions: i32) -> i64 {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    match c.committed_offsets(tpl, Duration::from_secs(10)) {
+        Ok(t) => t
+            .elements()
+            .iter()
+            .map(|e| match e.offset() {
+                Offset::Offset(o) => o,
+                _ => 0,
+            })
+            .sum(),
+        Err(_) => 0,
+    }
+}
+
+fn end_offsets(brokers: &str, topic: &str, partitions: i32) -> i64 {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("consumer");
+    (0..partitions)
+        .map(|p| {
+            c.fetch_watermarks(topic, p, Duration::from_secs(10))
+                .map(|(_, high)| high)
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+struct Names {
+    agency: String,
+    events: String,
+    signals: String,
+    alerts: String,
+    group: String,
+}
+
+fn start_detector(brokers: &str, n: &Names) -> std::process::Child {
+    let root = qalqan_testkit::workspace_root();
+    let sigma = qalqan_testkit::shared_data("sigma/rules");
+    let dir = std::env::temp_dir().join(format!("qalqan-bench-{}", n.agency));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let pipelines: Vec<String> = ["linux", "network", "web", "windows"]
+        .iter()
+        .map(|p| {
+            format!(
+                "{:?}",
+                root.join(format!("rules/pipelines/qalqan-{p}.yml"))
+                    .display()
+                    .to_string()
+            )
+        })
+        .collect();
+    let paths: Vec<String> = [
+        root.join("rules"),
+        sigma.join("linux"),
+        sigma.join("web"),
+        sigma.join("network"),
+    ]
+    .iter()
+    .map(|p| format!("{:?}", p.display().to_string()))
+    .collect();
+    let config = format!(
+        "[detector]\nroles = [\"match\", \"correlate\"]\ngroup_prefix = \"{group}\"\nbatch_size = 5000\n\
+         [topics]\nevents = '^{ev}$'\nraw = '^bench\\.raw\\.none$'\nsignals = \"{sig}\"\nalerts = \"{al}\"\ndeadletter = \"{al}.dl\"\n\
+         [kafka]\nbrokers = \"{brokers}\"\n[rules]\npaths = [{paths}]\npipelines = [{pipelines}]\nwatch = false\n\
+         [correlation]\nallowed_lateness = \"5s\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
+        group = n.group,
+        ev = n.events.replace('.', "\\."),
+        sig = n.signals,
+        al = n.alerts,
+        paths = paths.join(", "),
+        pipelines = pipelines.join(", "),
+    );
+    let path = dir.join("bench.toml");
+    std::fs::write(&path, config).expect("config");
+    Command::new(env!("CARGO_BIN_EXE_qalqan-detector"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start the detector")
+}
+
+fn main() {
+    let brokers = qalqan_testkit::kafka_brokers();
+    let total = env_usize("QALQAN_BENCH_EVENTS", 1_000_000);
+    let rate = env_usize("QALQAN_BENCH_RATE", 20_000);
+    let seconds = env_usize("QALQAN_BENCH_SECONDS", 20);
+    let agency = qalqan_testkit::unique("bench").replace(['.', '-'], "_");
+    let names = Names {
+        events: qalqan_core::topics::events_topic(&agency),
+        signals: format!("bench.{agency}.signals"),
+        alerts: format!("bench.{agency}.alerts"),
+        group: format!("bench.{agency}"),
+        agency,
+    };
+    qalqan_testkit::create_topic(&names.events, 6);
+    qalqan_testkit::create_topic(&names.signals, 6);
+    qalqan_testkit::create_topic(&names.alerts, 1);
+    qalqan_testkit::create_topic(&format!("{}.dl", names.alerts), 1);
+
+    // 1. Throughput.
+    let base = base_events();
+    let t0 = now_micros() - chrono::Duration::hours(2);
+    let p = producer(&brokers);
+    let started = Instant::now();
+    for i in 0..total {
+        let mut ev = base[i % base.len()].clone();
+        // Spread in event time (1 ms apart) and numbered like one collector.
+        ev.timestamp = t0 + chrono::Duration::milliseconds(i as i64 / 2);
+        ev.fields.insert("observer.name", "bench-col");
+        ev.fields
+            .insert("observer.sequence", Value::from(i as u64 + 1));
+        let host = ev.get_str("host.name").unwrap_or("h").to_owned();
+        send(&p, &names.events, &host, &ev.to_json_string());
+    }
+    p.flush(Duration::from_secs(300)).expect("all produced");
+    let produced_in = started.elapsed();
+    println!(
+        "produced {total} events in {:.1}s ({:.0} events/s, producer only)",
+        produced_in.as_secs_f64(),
+        total as f64 / produced_in.as_secs_f64()
+    );
+
+    let mut detector = start_detector(&brokers, &names);
+    let match_group = format!("{}.match", names.group);
+    let corr_group = format!("{}.correlate", names.group);
+    let mut first_progress: Option<Instant> = None;
+    let begin = Instant::now();
+    let match_done = loop {
+        let c = committed(&brokers, &match_group, &names.events, 6);
+        if c > 0 && first_progress.is_none() {
+            first_progress = Some(Instant::now());
+        }
+        if c >= total as i64 {
+            break Instant::now();
+        }
+        assert!(
+            begin.elapsed() < Duration::from_secs(1800),
+            "stage 1 did not finish: {c}/{total}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let signals = end_offsets(&brokers, &names.signals, 6);
+    let corr_done = loop {
+        let c = committed(&brokers, &corr_group, &names.signals, 6);
+        if c >= signals {
+            break Instant::now();
+        }
+        assert!(
+            begin.elapsed() < Duration::from_secs(1800),
+            "stage 2 did not finish: {c}/{signals}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let from = first_progress.unwrap_or(begin);
+    let stage1 = match_done.duration_since(from).as_secs_f64();
+    let both = corr_done.duration_since(from).as_secs_f64();
+    println!(
+        "detector: stage 1 {total} events in {stage1:.1}s = {:.0} events/s; with stage 2 ({signals} signals) done {both:.1}s = {:.0} events/s sustained (start-up and rule loading excluded: {:.1}s)",
+        total as f64 / stage1,
+        total as f64 / both,
+        from.duration_since(begin).as_secs_f64()
+    );
+
+    // 2. Latency at a fixed rate.
+    let alerts_consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", format!("{}.latency", names.group))
+        .set("auto.offset.reset", "latest")
+        .set("isolation.level", "read_committed")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .expect("consumer");
+    alerts_consumer
+        .subscribe(&[names.alerts.as_str()])
+        .expect("subscribe");
+    let _ = alerts_consumer.poll(Duration::from_secs(3));
+    let parser = qalqan_core::parse::Parser::default();
+    let web_probe = |ip: u32| {
+        let line = format!(
+            "10.{}.{}.{} - - [27/Nov/2026:05:00:01 +0000] \"GET /news.php?id=1%20UNION%20SELECT%20password%20FROM%20users HTTP/1.1\" 200 10 \"-\" \"Mozilla/5.0\"",
+            (ip >> 16) & 255,
+            (ip >> 8) & 255,
+            ip & 255
+        );
+        parser.parse(line.as_bytes(), now_micros()).event
+    };
+    let mut latencies: Vec<f64> = Vec::new();
+    let mut seen = BTreeSet::new();
+    let start = Instant::now();
+    let mut sent = 0usize;
+    let mut seq = total as u64;
+    let tick = Duration::from_millis(10);
+    let per_tick = (rate / 100).max(1);
+    while start.elapsed() < Duration::from_secs(seconds as u64) {
+        let due = start + tick * (sent / per_tick) as u32;
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        for _ in 0..per_tick {
+            let now = now_micros();
+            let mut ev = if sent % 100 == 0 {
+                web_probe(sent as u32)
+            } else {
+                base[sent % base.len()].clone()
+            };
+            ev.timestamp = now;
+            ev.ingested = now;
+            seq += 1;
+            ev.fields.insert("observer.name", "bench-col");
+            ev.fields.insert("observer.sequence", Value::from(seq));
+            send(&p, &names.events, &sent.to_string(), &ev.to_json_string());
+            sent += 1;
+        }
+        while let Some(Ok(m)) = alerts_consumer.poll(Duration::ZERO) {
+            record_latency(&m, &mut latencies, &mut seen);
+        }
+    }
+    let drain_until = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < drain_until {
+        if let Some(Ok(m)) = alerts_consumer.poll(Duration::from_millis(100)) {
+            record_latency(&m, &mut latencies, &mut seen);
+        }
+    }
+    latencies.sort_by(f64::total_cmp);
+    let pct = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    println!(
+        "latency at {rate} events/s for {seconds}s ({sent} events, {} alerts timed): p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms (event received -> alert readable in Kafka)",
+        latencies.len(),
+        pct(0.50) * 1000.0,
+        pct(0.99) * 1000.0,
+        latencies.last().copied().unwrap_or(f64::NAN) * 1000.0
+    );
+    let _ = detector.kill();
+    let _ = detector.wait();
+}
+
+/// Single-event alerts carry their event's time as evidence; in the latency
+/// phase that is the moment the event was produced.
+fn record_latency(
+    m: &rdkafka::message::BorrowedMessage<'_>,
+    out: &mut Vec<f64>,
+    seen: &mut BTreeSet<String>,
+) {
+    let Some(Ok(alert)) = m
+        .payload()
+        .map(serde_json::from_slice::<qalqan_core::Alert>)
+    else {
+        return;
+    };
+    if alert.rule.kind != "detection" || !seen.insert(alert.id.clone()) {
+        return;
+    }
+    if let Some(ev) = alert.evidence.first() {
+        let delay = (Utc::now() - ev.timestamp).num_microseconds().unwrap_or(0) as f64 / 1e6;
+        out.push(delay);
+    }
+}
