@@ -23,7 +23,7 @@ CARGO ?= cargo
 STACK := deploy/local/stack
 DEMO_ARGS ?= --demo
 
-.PHONY: help demo test test-steps test-format test-rust test-rules test-chdb bench build-deps lint stack-up stack-down stack-status
+.PHONY: help demo test test-steps test-format test-rust test-rules test-chdb test-deploy bench build-deps lint stack-up stack-down stack-status
 
 help:
 	@sed -n '3,8p' Makefile | sed 's/^# \{0,1\}//'
@@ -37,7 +37,7 @@ demo:
 test: build-deps
 	deploy/local/with-stack $(MAKE) --no-print-directory test-steps
 
-test-steps: test-format test-rust test-rules test-chdb
+test-steps: test-format test-rust test-rules test-chdb test-deploy
 
 ## test-format: rustfmt is cheap, so CI refuses unformatted code early.
 test-format:
@@ -56,6 +56,10 @@ test-rust:
 test-rules:
 	$(CARGO) run --quiet -p qalqan-detector --bin qalqan-detector -- rules check --strict rules
 	$(CARGO) run --quiet -p qalqan-detector --bin qalqan-detector -- rules test rules
+
+## test-deploy: container file, Kubernetes manifests, YAML and systemd units.
+test-deploy:
+	deploy/validate
 
 ## test-chdb: the modern DDL and the sink's rows in an in-process modern ClickHouse.
 test-chdb:

@@ -304,6 +304,20 @@ mod tests {
     }
 
     #[test]
+    fn the_kubernetes_configs_are_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/k8s/configmap.yaml");
+        let text = std::fs::read_to_string(&path).expect("configmap.yaml");
+        let doc: serde_yaml::Value = serde_yaml::from_str(&text).expect("YAML");
+        let data = doc["data"].as_mapping().expect("data");
+        assert_eq!(data.len(), 2);
+        for (name, body) in data {
+            let body = body.as_str().expect("a TOML document");
+            let cfg = qalqan_core::config::from_str::<DetectorConfig>(body, Path::new("configmap"));
+            assert!(cfg.is_ok(), "{name:?}: {cfg:?}");
+        }
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let p = Path::new("t.toml");
         let e = qalqan_core::config::from_str::<DetectorConfig>(
