@@ -65,6 +65,19 @@ test-deploy:
 test-chdb:
 	tests/chdb/run
 
+## test-dashboards: the Prometheus alerting rules load (promtool check) and
+## behave (promtool unit tests in dashboards/prometheus/tests/), and the
+## committed Grafana JSON is what dashboards/tools/build_dashboards.py writes.
+## The dashboards' SQL and PromQL run against real services in test-rust
+## (detector/tests/dashboards_sql.rs, dashboards_promql.rs) and test-chdb.
+## promtool comes with Debian's prometheus package (the stack installs it).
+DASHBOARD_RULES = $(filter-out %test.yml,$(wildcard dashboards/prometheus/*.yml))
+test-dashboards:
+	@command -v promtool >/dev/null || { echo "test-dashboards: promtool missing: apt-get install prometheus" >&2; exit 1; }
+	promtool check rules $(DASHBOARD_RULES)
+	promtool test rules dashboards/prometheus/tests/*.yml
+	python3 dashboards/tools/build_dashboards.py --check
+
 ## bench: release builds, realistic data from ../shared/data; the ones that
 ## need Kafka or ClickHouse run inside the local stack.
 bench:
