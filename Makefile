@@ -23,7 +23,7 @@ CARGO ?= cargo
 STACK := deploy/local/stack
 DEMO_ARGS ?= --demo
 
-.PHONY: help demo test test-steps test-format test-rust test-rules test-chdb test-deploy bench build-deps lint stack-up stack-down stack-status
+.PHONY: help demo test test-steps test-format test-rust test-rules test-chdb test-deploy test-dashboards bench build-deps lint stack-up stack-down stack-status
 
 help:
 	@sed -n '3,8p' Makefile | sed 's/^# \{0,1\}//'
@@ -37,7 +37,7 @@ demo:
 test: build-deps
 	deploy/local/with-stack $(MAKE) --no-print-directory test-steps
 
-test-steps: test-format test-rust test-rules test-chdb test-deploy
+test-steps: test-format test-rust test-rules test-chdb test-deploy test-dashboards
 
 ## test-format: rustfmt is cheap, so CI refuses unformatted code early.
 test-format:
