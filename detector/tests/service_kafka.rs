@@ -155,6 +155,15 @@ fn collector_events_become_alerts_in_kafka_and_clickhouse() {
         &world.events_topic,
         &[(Some("portal"), spoof_json)],
     );
+    // A line stamped two hours ahead (a fast clock): its signal must not
+    // be refused by the broker nor stop the service.
+    let ahead = (Utc::now() + chrono::Duration::hours(2)).format("%b %e %H:%M:%S");
+    let future_line = format!("<85>{ahead} egov-app1 sudo:  mallory : user NOT in sudoers ; TTY=pts/0 ; PWD=/tmp ; USER=root ; COMMAND=/bin/bash");
+    qalqan_testkit::produce(
+        &world.brokers,
+        &world.raw_topic,
+        &[(Some("egov-app1"), future_line)],
+    );
     // A third-party raw line, parsed by the detector.
     let raw_line = "203.0.113.200 - - [27/Nov/2026:05:00:02 +0000] \"GET /news.php?id=1%20UNION%20SELECT%20password%20FROM%20users HTTP/1.1\" 200 10 \"-\" \"Mozilla/5.0\"";
     qalqan_testkit::produce(
@@ -226,6 +235,66 @@ fn collector_events_become_alerts_in_kafka_and_clickhouse() {
     );
     assert!(!raw.is_empty(), "a raw line alerts after the bad input");
     assert!(detector.is_running(), "bad input must not stop the service");
+
+    // What the service reports about all this.
+    let metrics = service_support::scrape(&config);
+    let agency_label = format!("agency=\"{}\"", world.agency);
+    let events_in =
+        service_support::sample(&metrics, "qalqan_detector_events_total", &[&agency_label]);
+    // The scenario, the spoofed event and the raw line, plus any collector
+    // heartbeats (dead letters are not events).
+    assert!(
+        events_in.unwrap_or(0.0) >= (lines.len() + 2) as f64,
+        "events per agency: {events_in:?}"
+    );
+    assert_eq!(
+        service_support::sample(
+            &metrics,
+            "qalqan_detector_deadletters_total",
+            &["reason=\"undecodable_event\""]
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        service_support::sample(
+            &metrics,
+            "qalqan_detector_deadletters_total",
+            &["reason=\"empty\""]
+        ),
+        Some(1.0)
+    );
+    assert!(
+        service_support::sample(&metrics, "qalqan_detector_alerts_total", &[&agency_label])
+            .unwrap_or(0.0)
+            >= expected.len() as f64
+    );
+    assert!(
+        service_support::sample(
+            &metrics,
+            "qalqan_detector_detection_latency_seconds_count",
+            &[]
+        )
+        .unwrap_or(0.0)
+            > 0.0
+    );
+    assert!(
+        service_support::sample(&metrics, "qalqan_detector_raw_parsed_total", &[]).unwrap_or(0.0)
+            >= 1.0
+    );
+    assert!(
+        service_support::sample(
+            &metrics,
+            "qalqan_detector_clickhouse_rows_total",
+            &["table=\"events\""]
+        )
+        .unwrap_or(0.0)
+            >= lines.len() as f64
+    );
+    // librdkafka reports lag every 5 s.
+    assert!(
+        metrics.contains("qalqan_detector_consumer_lag_messages{"),
+        "consumer lag per partition"
+    );
     assert!(
         detector.stop(),
         "clean stop on SIGTERM: {}",

@@ -260,11 +260,16 @@ impl Outputs {
     }
 
     /// Aborts the open transaction: none of its outputs become visible.
-    pub fn abort_transaction(&self) {
-        if let Err(e) = self.producer.abort_transaction(TXN_TIMEOUT) {
-            tracing::error!("aborting the Kafka transaction failed: {e}");
-        }
+    /// False when the producer cannot go on (make a new one).
+    pub fn abort_transaction(&self) -> bool {
         self.state.failed.store(0, Ordering::Release);
+        match self.producer.abort_transaction(TXN_TIMEOUT) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!("aborting the Kafka transaction failed: {e}");
+                false
+            }
+        }
     }
 
     pub fn is_transactional(&self) -> bool {

@@ -54,7 +54,7 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
     // with the offsets of the events that caused them: a crash or a
     // rebalance never duplicates a signal (which would count an event twice
     // in a correlation) nor loses one.
-    let outputs = Outputs::transactional(
+    let mut outputs = Outputs::transactional(
         &cfg.kafka,
         &format!("{}-match-out", shared.instance),
         &format!("{group}-{}", shared.instance),
@@ -147,7 +147,15 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
                                 &cfg.topics.signals,
                                 signal.signal_key().as_bytes(),
                                 json.as_bytes(),
-                                Some(signal.timestamp.timestamp_millis()),
+                                // Event time, so stage 2 can seek back by it; never
+                                // ahead of now (a fast clock or a year-less syslog
+                                // time), which brokers refuse (INVALID_TIMESTAMP).
+                                Some(
+                                    signal
+                                        .timestamp
+                                        .timestamp_millis()
+                                        .min(Utc::now().timestamp_millis()),
+                                ),
                                 None,
                             ),
                             Err(e) => {
@@ -179,7 +187,13 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
             // The partitions were handed out again and restart from their
             // committed offsets; this batch's outputs must not appear.
             tracing::info!("rebalance during a batch: aborting it, its events are read again");
-            outputs.abort_transaction();
+            if !outputs.abort_transaction() {
+                outputs = Outputs::transactional(
+                    &cfg.kafka,
+                    &format!("{}-match-out", shared.instance),
+                    &format!("{group}-{}", shared.instance),
+                )?;
+            }
             progress.clear();
             continue;
         }
@@ -187,7 +201,15 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
         progress.clear();
         if let Err(e) = outputs.commit_transaction(&consumer, &offsets) {
             tracing::warn!("stage 1 transaction not committed ({e:#}); the batch is read again");
-            outputs.abort_transaction();
+            if !outputs.abort_transaction() {
+                // The producer is unusable (fatal error): a new one with the
+                // same transactional id fences the old one off.
+                outputs = Outputs::transactional(
+                    &cfg.kafka,
+                    &format!("{}-match-out", shared.instance),
+                    &format!("{group}-{}", shared.instance),
+                )?;
+            }
             for ((topic, partition), offset) in &first_offsets {
                 if let Err(e) = consumer.seek(
                     topic,

@@ -171,6 +171,41 @@ fn regex_escape(s: &str) -> String {
     s.replace('.', "\\.")
 }
 
+/// The `/metrics` text of the detector started with `config`.
+pub fn scrape(config: &Path) -> String {
+    use std::io::Read;
+    let text = std::fs::read_to_string(config).expect("config");
+    let addr = text
+        .lines()
+        .find_map(|l| l.strip_prefix("listen = \""))
+        .and_then(|l| l.strip_suffix('"'))
+        .expect("metrics.listen in the config")
+        .to_owned();
+    let mut stream = std::net::TcpStream::connect(&addr).expect("connect to /metrics");
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+        .expect("request");
+    let mut body = String::new();
+    stream.read_to_string(&mut body).expect("response");
+    body
+}
+
+/// The sum of the samples of `metric` whose lines contain every one of
+/// `labels` (e.g. `agency="mof"`); `None` when there is none.
+pub fn sample(metrics: &str, metric: &str, labels: &[&str]) -> Option<f64> {
+    let values: Vec<f64> = metrics
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.strip_prefix(metric)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+                && labels.iter().all(|x| l.contains(x))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
+}
+
 /// A free loopback TCP port.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
