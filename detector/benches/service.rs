@@ -150,9 +150,9 @@ fn start_detector(brokers: &str, n: &Names) -> std::process::Child {
     .collect();
     let config = format!(
         "[detector]\nroles = [\"match\", \"correlate\"]\ngroup_prefix = \"{group}\"\nbatch_size = 5000\n\
-         [topics]\nevents = '^{ev}$'\nraw = '^bench\\.raw\\.none$'\nsignals = \"{sig}\"\nalerts = \"{al}\"\ndeadletter = \"{al}.dl\"\n\
+         [topics]\nevents = '^{ev}$'\nraw = '^{ev}\\.raw$'\nsignals = \"{sig}\"\nalerts = \"{al}\"\ndeadletter = \"{al}.dl\"\n\
          [kafka]\nbrokers = \"{brokers}\"\n[rules]\npaths = [{paths}]\npipelines = [{pipelines}]\nwatch = false\n\
-         [correlation]\nallowed_lateness = \"5s\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
+         [correlation]\nallowed_lateness = \"10m\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
         group = n.group,
         ev = n.events.replace('.', "\\."),
         sig = n.signals,
@@ -190,6 +190,7 @@ fn main() {
     qalqan_testkit::create_topic(&names.signals, 6);
     qalqan_testkit::create_topic(&names.alerts, 1);
     qalqan_testkit::create_topic(&format!("{}.dl", names.alerts), 1);
+    qalqan_testkit::create_topic(&format!("{}.raw", names.events), 1);
 
     // 1. Throughput.
     let base = base_events();

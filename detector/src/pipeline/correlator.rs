@@ -21,6 +21,9 @@ pub struct Correlator {
     metrics: Arc<Metrics>,
     /// Engine counters already exported, to turn totals into increments.
     exported_evictions: u64,
+    /// Late signals not yet mentioned in the log, and when it last was.
+    late_unlogged: u64,
+    late_logged_at: Instant,
 }
 
 impl Correlator {
@@ -44,6 +47,10 @@ impl Correlator {
             out: Output::default(),
             metrics,
             exported_evictions: 0,
+            late_unlogged: 0,
+            late_logged_at: Instant::now()
+                .checked_sub(std::time::Duration::from_secs(2))
+                .unwrap_or_else(Instant::now),
         })
     }
 
@@ -105,14 +112,22 @@ impl Correlator {
                 .late_events
                 .with_label_values(&[late.signal.correlation.as_str()])
                 .inc();
-            tracing::warn!(
-                rule = %late.signal.correlation,
-                agency = %late.signal.agency,
-                event_time = %late.signal.timestamp,
-                horizon = %late.horizon,
-                event_id = %late.signal.event_id,
-                "late signal: older than the input's settled horizon; counted, not correlated"
-            );
+            // A replay or a lagging partition can make thousands late at
+            // once: log one line per second with the number since the last.
+            self.late_unlogged += 1;
+            if self.late_logged_at.elapsed() >= std::time::Duration::from_secs(1) {
+                tracing::warn!(
+                    late_signals = self.late_unlogged,
+                    rule = %late.signal.correlation,
+                    agency = %late.signal.agency,
+                    event_time = %late.signal.timestamp,
+                    horizon = %late.horizon,
+                    event_id = %late.signal.event_id,
+                    "late signals: older than their input's settled horizon; counted in qalqan_detector_late_events_total, not correlated (this one is an example)"
+                );
+                self.late_unlogged = 0;
+                self.late_logged_at = Instant::now();
+            }
         }
         for rejected in self.out.rejected.drain(..) {
             self.metrics

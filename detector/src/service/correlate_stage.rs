@@ -305,13 +305,13 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
             Err(ConfirmError::Stopped) => break,
             Err(e) => anyhow::bail!("stage 2 outputs failed, offsets not committed: {e}"),
         }
+        // Commit each owned partition at the consumer's position: past the
+        // last signal handled and past the transaction markers stage 1's
+        // transactions leave (which are never delivered as messages), and
+        // also for partitions whose horizons only moved on ticks.
         for &p in &owned {
-            if !progress.partitions().any(|(_, q, _)| q == p) {
-                // Horizons moved on ticks without new signals: store them
-                // with the current position.
-                if let Ok(Offset::Offset(pos)) = position_of(&consumer, &cfg.topics.signals, p) {
-                    progress.handled(&cfg.topics.signals, p, pos - 1);
-                }
+            if let Ok(Offset::Offset(pos)) = position_of(&consumer, &cfg.topics.signals, p) {
+                progress.handled(&cfg.topics.signals, p, pos - 1);
             }
         }
         let engine = correlator.engine();
