@@ -95,7 +95,14 @@ pub(crate) struct Input {
     /// Every event before this instant has been applied and every timer at
     /// or before it has run; a signal older than it is late.
     pub settled: i64,
+    /// Signals waiting for the watermark, in processing order.
     pub pending: VecDeque<Item>,
+    /// Signals that arrived far out of order (a lagging partition, a
+    /// replay): kept aside instead of being inserted into the middle of
+    /// `pending` (an O(n) move each), sorted in reverse only when the
+    /// settled horizon reaches one of them, and merged while settling.
+    stray: Vec<Item>,
+    stray_sorted: bool,
     pub nodes: Vec<NodeState>,
     /// Earliest timer deadline over all nodes (µs), `i64::MAX` if none.
     next_timer: i64,
@@ -123,6 +130,13 @@ struct Firing {
     group: Vec<String>,
 }
 
+/// Processing order of waiting signals: event time, ordinal, event id, node.
+fn order(a: &Item, b: &Item) -> std::cmp::Ordering {
+    (a.ts, a.ordinal)
+        .cmp(&(b.ts, b.ordinal))
+        .then_with(|| (a.packed.event_id(), a.node).cmp(&(b.packed.event_id(), b.node)))
+}
+
 impl Input {
     pub fn new(partition: i32, agency: &str, n_nodes: usize) -> Self {
         Input {
@@ -131,6 +145,8 @@ impl Input {
             watermark: i64::MIN,
             settled: i64::MIN,
             pending: VecDeque::new(),
+            stray: Vec::new(),
+            stray_sorted: true,
             nodes: (0..n_nodes).map(|_| NodeState::default()).collect(),
             next_timer: i64::MAX,
             rebuild: None,
@@ -154,11 +170,11 @@ impl Input {
         // Signals mostly arrive in order: scan back from the end.
         let len = self.pending.len();
         let mut at = len;
+        let mut far = false;
         while at > 0 && before(&self.pending[at - 1]) {
             at -= 1;
             if len - at > 32 {
-                // Far out of order: binary search the rest.
-                at = self.pending.partition_point(|p| !before(p));
+                far = true;
                 break;
             }
         }
@@ -172,24 +188,50 @@ impl Input {
             number: h.number,
             packed,
         };
-        if at == len {
+        if far {
+            self.stray.push(item);
+            self.stray_sorted = false;
+        } else if at == len {
             self.pending.push_back(item);
         } else {
             self.pending.insert(at, item);
         }
     }
 
+    /// Signals waiting, in both queues.
+    pub fn pending_len(&self) -> usize {
+        self.pending.len() + self.stray.len()
+    }
+
+    /// The event time of the `n`-th waiting signal in processing order
+    /// (0-based); merges the stray signals into `pending` first (rare: only
+    /// when an input exceeds its bound).
+    pub fn nth_pending_ts(&mut self, n: usize) -> Option<i64> {
+        if !self.stray.is_empty() {
+            let mut all: Vec<Item> = std::mem::take(&mut self.pending).into();
+            all.append(&mut self.stray);
+            all.sort_by(order);
+            self.pending = all.into();
+            self.stray_sorted = true;
+        }
+        self.pending.get(n).map(|i| i.ts)
+    }
+
     /// Re-addresses queued items after a reload (`map[old node] = new`);
     /// items of nodes that did not survive are dropped with their state.
     pub fn remap_pending(&mut self, map: &[Option<usize>]) {
-        self.pending
-            .retain_mut(|item| match map.get(item.node).copied().flatten() {
-                Some(n) => {
-                    item.node = n;
-                    true
-                }
-                None => false,
-            });
+        let remap = |item: &mut Item| match map.get(item.node).copied().flatten() {
+            Some(n) => {
+                item.node = n;
+                true
+            }
+            None => false,
+        };
+        self.pending.retain_mut(remap);
+        self.stray.retain_mut(remap);
+        // Node numbers are part of the order.
+        self.stray_sorted = self.stray.is_empty();
+        self.pending.make_contiguous().sort_by(order);
     }
 
     /// Applies every pending signal before `target` and every timer due at
@@ -202,19 +244,43 @@ impl Input {
         // moving each ~400-byte item out of the queue costs more than the
         // window update itself.
         let pending = std::mem::take(&mut self.pending);
+        let mut stray = std::mem::take(&mut self.stray);
+        if !self.stray_sorted && stray.iter().any(|i| i.ts < target) {
+            // Reverse order, so the next one is popped from the end.
+            stray.sort_by(|a, b| order(b, a));
+            self.stray_sorted = true;
+        }
         let mut done = 0;
-        for item in pending.iter() {
-            if item.ts >= target {
-                break;
+        loop {
+            let next = pending.get(done).filter(|i| i.ts < target);
+            let next_stray = if self.stray_sorted {
+                stray.last().filter(|i| i.ts < target)
+            } else {
+                None
+            };
+            let from_stray = match (next, next_stray) {
+                (None, None) => break,
+                (Some(_), None) => false,
+                (None, Some(_)) => true,
+                (Some(p), Some(s)) => order(s, p) == std::cmp::Ordering::Less,
+            };
+            if from_stray {
+                if let Some(item) = stray.pop() {
+                    self.run_timers(item.ts, cx);
+                    self.apply_chain(&item, cx);
+                }
+            } else {
+                let item = &pending[done];
+                self.run_timers(item.ts, cx);
+                self.apply_chain(item, cx);
+                done += 1;
             }
-            self.run_timers(item.ts, cx);
-            self.apply_chain(item, cx);
-            done += 1;
         }
         self.run_timers(target, cx);
         let mut pending = pending;
         pending.drain(..done);
         self.pending = pending;
+        self.stray = stray;
         self.settled = target;
     }
 
@@ -533,6 +599,8 @@ impl Input {
             ns.suppress.clear();
         }
         self.pending.clear();
+        self.stray.clear();
+        self.stray_sorted = true;
         self.next_timer = i64::MAX;
     }
 

@@ -293,10 +293,10 @@ impl Engine {
         input.enqueue(header, Packed::of(signal));
         let mut target = input.watermark.saturating_sub(shared.lateness_us);
         let max_pending = shared.config.max_pending_per_input;
-        if input.pending.len() > max_pending {
-            let excess = input.pending.len() - max_pending;
-            if let Some(p) = input.pending.get(excess - 1) {
-                target = target.max(p.ts.saturating_add(1));
+        if input.pending_len() > max_pending {
+            let excess = input.pending_len() - max_pending;
+            if let Some(ts) = input.nth_pending_ts(excess - 1) {
+                target = target.max(ts.saturating_add(1));
                 shared.forced += excess as u64;
             }
         }
@@ -641,7 +641,7 @@ impl Engine {
                 agency: i.agency.clone(),
                 watermark: (i.watermark > i64::MIN).then(|| from_micros(i.watermark)),
                 settled: (i.settled > i64::MIN).then(|| from_micros(i.settled)),
-                pending: i.pending.len(),
+                pending: i.pending_len(),
                 keys: i.keys() as u64,
             })
             .collect();
