@@ -12,6 +12,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use qalqan_collector::config::Config;
 
+/// Parsing and normalizing is many small short-lived allocations per line;
+/// mimalloc handles them markedly faster than glibc's allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "qalqan-collector",

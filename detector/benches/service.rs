@@ -149,11 +149,12 @@ fn start_detector(brokers: &str, n: &Names) -> std::process::Child {
     .map(|p| format!("{:?}", p.display().to_string()))
     .collect();
     let config = format!(
-        "[detector]\nroles = [\"match\", \"correlate\"]\ngroup_prefix = \"{group}\"\nbatch_size = 5000\n\
+        "[detector]\nroles = [\"match\", \"correlate\"]\ngroup_prefix = \"{group}\"\nbatch_size = {batch}\n\
          [topics]\nevents = '^{ev}$'\nraw = '^{ev}\\.raw$'\nsignals = \"{sig}\"\nalerts = \"{al}\"\ndeadletter = \"{al}.dl\"\n\
          [kafka]\nbrokers = \"{brokers}\"\n[rules]\npaths = [{paths}]\npipelines = [{pipelines}]\nwatch = false\n\
          [correlation]\nallowed_lateness = \"10m\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
         group = n.group,
+        batch = env_usize("QALQAN_BENCH_BATCH", 5000),
         ev = n.events.replace('.', "\\."),
         sig = n.signals,
         al = n.alerts,

@@ -5,6 +5,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// Events, signals and alerts are many small short-lived allocations;
+/// mimalloc handles them markedly faster than glibc's allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = qalqan_detector::cli::Cli::parse();
     qalqan_detector::cli::run(cli)

@@ -291,10 +291,14 @@ fn collector_events_become_alerts_in_kafka_and_clickhouse() {
             >= lines.len() as f64
     );
     // librdkafka reports lag every 5 s.
-    assert!(
-        metrics.contains("qalqan_detector_consumer_lag_messages{"),
-        "consumer lag per partition"
-    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !service_support::scrape(&config).contains("qalqan_detector_consumer_lag_messages{") {
+        assert!(
+            Instant::now() < deadline,
+            "consumer lag per partition is exported"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
     assert!(
         detector.stop(),
         "clean stop on SIGTERM: {}",

@@ -16,7 +16,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use qalqan_correlation::{Checkpoint, RebuildPlan, Signal};
+use qalqan_correlation::{Checkpoint, RebuildPlan};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::statistics::Statistics;
@@ -24,6 +24,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 
 use crate::pipeline::Correlator;
+use crate::service::bundle::signals_of;
 use crate::service::kafka::{consumer_config, ConfirmError, LagReporter, Outputs, Progress};
 use crate::service::match_stage::send_alert;
 use crate::service::Shared;
@@ -257,30 +258,37 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
             };
             deadline.get_or_insert_with(|| Instant::now() + cfg.detector.batch_wait);
             let (topic, partition, offset) = (msg.topic(), msg.partition(), msg.offset());
-            match msg.payload().map(Signal::from_json) {
-                Some(Ok(signal)) => correlator.process(partition, signal, &mut alerts),
-                other => {
-                    let reason = match other {
-                        Some(Err(e)) => format!("not a correlation signal: {e}"),
-                        _ => "empty message".to_owned(),
-                    };
-                    metrics
-                        .deadletters
-                        .with_label_values(&["undecodable_signal"])
-                        .inc();
-                    tracing::warn!(%topic, partition, offset, %reason, "signal sent to the dead-letter topic");
-                    outputs.dead_letter(
-                        &cfg.topics.deadletter,
-                        &reason,
-                        "correlate",
-                        topic,
-                        partition,
-                        offset,
-                        msg.key(),
-                        msg.payload().unwrap_or_default(),
-                    );
-                    unconfirmed = true;
+            let payload = msg.payload().unwrap_or_default();
+            let mut bad: Vec<String> = Vec::new();
+            for decoded in signals_of(payload) {
+                match decoded {
+                    Ok(signal) => correlator.process(partition, signal, &mut alerts),
+                    Err(e) => bad.push(format!("not a correlation signal: {e}")),
                 }
+            }
+            if payload.is_empty() {
+                bad.push("empty message".to_owned());
+            }
+            if !bad.is_empty() {
+                // The good signals of the bundle were used; the message goes
+                // to the dead letters whole, with every reason.
+                let reason = bad.join("; ");
+                metrics
+                    .deadletters
+                    .with_label_values(&["undecodable_signal"])
+                    .inc();
+                tracing::warn!(%topic, partition, offset, %reason, "signal bundle sent to the dead-letter topic");
+                outputs.dead_letter(
+                    &cfg.topics.deadletter,
+                    &reason,
+                    "correlate",
+                    topic,
+                    partition,
+                    offset,
+                    msg.key(),
+                    payload,
+                );
+                unconfirmed = true;
             }
             progress.handled(topic, partition, offset);
             handled += 1;

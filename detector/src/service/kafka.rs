@@ -285,7 +285,23 @@ impl Outputs {
         timestamp_ms: Option<i64>,
         headers: Option<OwnedHeaders>,
     ) {
+        self.send_to(topic, None, key, payload, timestamp_ms, headers)
+    }
+
+    /// [`Outputs::send`] to an explicit partition (`None`: by key).
+    pub fn send_to(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: &[u8],
+        payload: &[u8],
+        timestamp_ms: Option<i64>,
+        headers: Option<OwnedHeaders>,
+    ) {
         let mut record = BaseRecord::to(topic).key(key).payload(payload);
+        if let Some(p) = partition {
+            record = record.partition(p);
+        }
         if let Some(ts) = timestamp_ms {
             record = record.timestamp(ts);
         }
@@ -351,6 +367,27 @@ impl Outputs {
                 value: Some(&offset.to_string()),
             });
         self.send(topic, key.unwrap_or_default(), payload, None, Some(headers));
+    }
+
+    /// Partitions of `topic`, from the brokers' metadata.
+    pub fn partition_count(&self, topic: &str) -> anyhow::Result<i32> {
+        let md = self
+            .producer
+            .client()
+            .fetch_metadata(Some(topic), Duration::from_secs(15))
+            .map_err(|e| anyhow::anyhow!("metadata of {topic}: {e}"))?;
+        let n = md
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .map(|t| t.partitions().len())
+            .unwrap_or(0);
+        if n == 0 {
+            anyhow::bail!(
+                "topic {topic} has no partitions (create it: deploy/kafka/qalqan-kafka topics)"
+            );
+        }
+        Ok(n as i32)
     }
 
     /// Serves delivery reports without waiting.

@@ -3,9 +3,10 @@
 //!
 //! Stateless but for suppression and collector health, so any number of
 //! instances share the work through the `<prefix>.match` consumer group.
-//! Signals are keyed by [`qalqan_correlation::Signal::signal_key`] and
-//! stamped with the event's time, so stage 2 finds every signal of one
-//! group key in one partition and can seek back by event time.
+//! Signals are bundled per partition of the signals topic, chosen by a
+//! stable hash of [`qalqan_correlation::Signal::signal_key`] and stamped
+//! with event time (see [`crate::service::bundle`]), so stage 2 finds every
+//! signal of one group key in one partition and can seek back by time.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -19,9 +20,22 @@ use rdkafka::{Message, Offset};
 
 use crate::pipeline::matcher::MatcherSettings;
 use crate::pipeline::{MatchOutput, Matcher};
+use crate::service::bundle::{Bundle, Bundler};
 use crate::service::decode::Decoder;
 use crate::service::kafka::{consumer_config, LagReporter, Outputs, PlainContext, Progress};
 use crate::service::Shared;
+
+/// Sends a bundle of signals to its partition of the signals topic.
+fn send_bundle(outputs: &Outputs, topic: &str, bundle: Bundle) {
+    outputs.send_to(
+        topic,
+        Some(bundle.partition),
+        &[],
+        &bundle.payload,
+        Some(bundle.timestamp_ms),
+        None,
+    );
+}
 
 /// Sends an alert to the alerts topic, keyed by its id.
 pub fn send_alert(outputs: &Outputs, topic: &str, alert: &Alert) {
@@ -60,6 +74,8 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
         &format!("{group}-{}", shared.instance),
     )?;
     let decoder = Decoder::new(&cfg.topics, shared.parse_options())?;
+    let mut bundler = Bundler::new(outputs.partition_count(&cfg.topics.signals)?);
+    let mut partitions_checked = Instant::now();
     let settings = MatcherSettings {
         suppress: cfg.detection.suppress,
         silence_after: cfg.health.silence_after,
@@ -141,23 +157,11 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
                     for alert in out.alerts.drain(..) {
                         send_alert(&outputs, &cfg.topics.alerts, &alert);
                     }
+                    let now_ms = Utc::now().timestamp_millis();
                     for signal in out.signals.drain(..) {
-                        match signal.to_json() {
-                            Ok(json) => outputs.send(
-                                &cfg.topics.signals,
-                                signal.signal_key().as_bytes(),
-                                json.as_bytes(),
-                                // Event time, so stage 2 can seek back by it; never
-                                // ahead of now (a fast clock or a year-less syslog
-                                // time), which brokers refuse (INVALID_TIMESTAMP).
-                                Some(
-                                    signal
-                                        .timestamp
-                                        .timestamp_millis()
-                                        .min(Utc::now().timestamp_millis()),
-                                ),
-                                None,
-                            ),
+                        match bundler.add(&signal, now_ms) {
+                            Ok(Some(full)) => send_bundle(&outputs, &cfg.topics.signals, full),
+                            Ok(None) => {}
                             Err(e) => {
                                 tracing::error!(rule = %signal.correlation, "signal not encodable: {e}")
                             }
@@ -179,8 +183,28 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
                 send_alert(&outputs, &cfg.topics.alerts, &alert);
             }
         }
+        for full in bundler.drain() {
+            send_bundle(&outputs, &cfg.topics.signals, full);
+        }
         if !in_txn {
             outputs.poll();
+            if partitions_checked.elapsed() >= Duration::from_secs(300) {
+                // Partitions added to the signals topic: keys move, like
+                // Kafka's own partitioner would move them.
+                partitions_checked = Instant::now();
+                match outputs.partition_count(&cfg.topics.signals) {
+                    Ok(n) if n != bundler.partitions() => {
+                        tracing::warn!(
+                            partitions = n,
+                            "{} changed its partition count",
+                            cfg.topics.signals
+                        );
+                        bundler = Bundler::new(n);
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("{e}"),
+                }
+            }
             continue;
         }
         if consumer.context().rebalanced.swap(false, Ordering::AcqRel) {

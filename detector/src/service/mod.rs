@@ -12,6 +12,7 @@
 //! (or abandon, uncommitted) its batch.
 
 pub mod archive;
+pub mod bundle;
 pub mod correlate_stage;
 pub mod decode;
 pub mod kafka;
