@@ -294,7 +294,7 @@ fn main() {
         }
         for _ in 0..per_tick {
             let now = now_micros();
-            let mut ev = if sent % 100 == 0 {
+            let mut ev = if sent.is_multiple_of(100) {
                 web_probe(sent as u32)
             } else {
                 base[sent % base.len()].clone()

@@ -346,7 +346,7 @@ fn live_workload(
                 1000 + a, 10 + a, 40000 + tick
             )));
         }
-        if tick % 5 == 0 {
+        if tick.is_multiple_of(5) {
             let ip = 20 + (tick / 5) % 10;
             lines.push(("portal".into(), format!(
                 "198.51.100.{ip} - - [{web_ts}] \"GET /news.php?id=1%20UNION%20SELECT%20password%20FROM%20users HTTP/1.1\" 200 512 \"-\" \"Mozilla/5.0\""
