@@ -154,7 +154,7 @@ fn start_detector(brokers: &str, n: &Names) -> std::process::Child {
          [kafka]\nbrokers = \"{brokers}\"\n[rules]\npaths = [{paths}]\npipelines = [{pipelines}]\nwatch = false\n\
          [correlation]\nallowed_lateness = \"10m\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
         group = n.group,
-        batch = env_usize("QALQAN_BENCH_BATCH", 5000),
+        batch = env_usize("QALQAN_BENCH_BATCH", 20000),
         ev = n.events.replace('.', "\\."),
         sig = n.signals,
         al = n.alerts,

@@ -73,7 +73,7 @@ impl Default for DetectorSection {
         DetectorSection {
             roles: vec![Role::Match, Role::Correlate, Role::Archive],
             group_prefix: "qalqan-detector".into(),
-            batch_size: 2000,
+            batch_size: 20000,
             batch_wait: Duration::from_millis(20),
             silence_check_interval: Duration::from_secs(10),
         }
@@ -227,7 +227,7 @@ impl Validate for DetectorConfig {
             return Err(Invalid::new(
                 "detector.batch_size",
                 format!("{} is out of range", d.batch_size),
-                "use 1 to 1000000 (2000 is a good default)",
+                "use 1 to 1000000 (20000 is a good default)",
             ));
         }
         let t = &self.topics;
