@@ -96,7 +96,7 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	@if command -v shellcheck >/dev/null; then \
-		shellcheck deploy/local/stack deploy/local/with-stack deploy/local/build-deps deploy/kafka/qalqan-kafka .ci/run; \
+		shellcheck deploy/local/stack deploy/local/with-stack deploy/local/build-deps deploy/kafka/qalqan-kafka deploy/kafka/make-certs .ci/run; \
 	else echo "lint: shellcheck not installed (apt-get install shellcheck), shell scripts not checked"; fi
 
 stack-up:

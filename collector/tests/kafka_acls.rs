@@ -1,7 +1,8 @@
 //! `deploy/kafka/qalqan-kafka` against the stack's real Kafka (its
-//! SASL/SCRAM listener enforces ACLs): a collector's credentials write its
-//! own agency's topic and nothing else; the detector's read every agency
-//! and cannot write events in an agency's name.
+//! SASL/SCRAM listeners, plain and TLS, enforce ACLs): a collector's
+//! credentials write its own agency's topic — also over TLS, trusting the
+//! CA `deploy/kafka/make-certs` made — and nothing else; the detector's
+//! read every agency and cannot write events in an agency's name.
 
 use std::io::Write;
 use std::path::Path;
@@ -141,6 +142,61 @@ fn a_collector_writes_only_its_own_agency_and_the_detector_only_reads_events() {
     assert!(
         got.iter().any(|m| m.payload_str().contains("203.0.113.9")),
         "the collector's event is in its agency's topic"
+    );
+
+    // The same collector over TLS (SASL_SSL), trusting the stack's CA.
+    let env = qalqan_testkit::stack(&["env"]);
+    let var = |name: &str| {
+        env.lines()
+            .find_map(|l| l.strip_prefix(&format!("export {name}=")))
+            .unwrap_or_else(|| panic!("stack env has no {name}"))
+            .to_owned()
+    };
+    let tls_config = dir.path().join("collector-tls.toml");
+    std::fs::write(
+        &tls_config,
+        format!(
+            "[collector]\nname = \"acl-col-tls\"\nagency = \"{a}\"\nstate_dir = \"{}\"\n\
+             [kafka]\nbrokers = \"{}\"\nsecurity_protocol = \"sasl_ssl\"\nssl_ca_location = \"{}\"\n\
+             sasl_mechanism = \"SCRAM-SHA-512\"\nsasl_username = \"{collector_user}\"\nsasl_password_file = \"{}\"\n\
+             [metrics]\nlisten = \"127.0.0.1:0\"\n",
+            dir.path().join("state-tls").display(),
+            var("QALQAN_KAFKA_TLS_BROKERS"),
+            var("QALQAN_KAFKA_CA"),
+            passwords.join(format!("{collector_user}.password")).display()
+        ),
+    )
+    .expect("config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_qalqan-collector"))
+        .arg("--config")
+        .arg(&tls_config)
+        .arg("--stdin")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("collector");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"<38>Nov 27 05:00:02 web1 sshd[7]: Failed password for root from 203.0.113.77 port 4243 ssh2\n")
+        .expect("feed");
+    let out = child.wait_with_output().expect("collector exits");
+    assert!(
+        out.status.success(),
+        "over TLS: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = qalqan_testkit::consume_all(
+        &qalqan_testkit::kafka_brokers(),
+        &topic_a,
+        2,
+        Duration::from_secs(30),
+    );
+    assert!(
+        got.iter().any(|m| m.payload_str().contains("203.0.113.77")),
+        "the event sent over TLS is in its agency's topic"
     );
 
     // The same credentials cannot write another agency's topic ...
