@@ -15,7 +15,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::Message;
 
 use crate::service::decode::Decoder;
-use crate::service::kafka::{consumer_config, LagReporter, PlainContext, Progress};
+use crate::service::kafka::{consumer_config, next_in_batch, LagReporter, PlainContext, Progress};
 use crate::service::Shared;
 use crate::store::{AlertRow, ClickHouseSink, ClickHouseStore, EventRow, SinkStats};
 
@@ -59,21 +59,15 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
         let mut deadline: Option<Instant> = None;
         let mut handled = 0usize;
         while handled < ch.batch_rows {
-            let timeout = match deadline {
-                None => Duration::from_millis(200),
-                Some(d) => d.saturating_duration_since(Instant::now()),
-            };
-            let Some(polled) = consumer.poll(timeout) else {
+            let Some(msg) = next_in_batch(
+                &consumer,
+                &mut deadline,
+                Duration::from_millis(200),
+                ch.flush_interval,
+                "archive",
+            ) else {
                 break;
             };
-            let msg = match polled {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::warn!("archive consumer: {e}");
-                    continue;
-                }
-            };
-            deadline.get_or_insert_with(|| Instant::now() + ch.flush_interval);
             let (topic, partition, offset) = (msg.topic(), msg.partition(), msg.offset());
             if topic == cfg.topics.alerts {
                 match msg

@@ -25,7 +25,9 @@ use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 
 use crate::pipeline::Correlator;
 use crate::service::bundle::signals_of;
-use crate::service::kafka::{consumer_config, ConfirmError, LagReporter, Outputs, Progress};
+use crate::service::kafka::{
+    consumer_config, next_in_batch, ConfirmError, LagReporter, Outputs, Progress,
+};
 use crate::service::match_stage::send_alert;
 use crate::service::Shared;
 
@@ -242,21 +244,17 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
         let mut handled = 0usize;
         let mut deadline: Option<Instant> = None;
         while handled < cfg.detector.batch_size {
-            let timeout = match deadline {
-                None => Duration::from_millis(100),
-                Some(d) => d.saturating_duration_since(Instant::now()),
-            };
-            let polled = consumer.poll(timeout);
+            let next = next_in_batch(
+                &consumer,
+                &mut deadline,
+                Duration::from_millis(100),
+                cfg.detector.batch_wait,
+                "stage 2",
+            );
+            // Assignments and revocations of that poll reach the engine
+            // before any message of theirs.
             apply_changes(&consumer, &mut correlator, &mut owned);
-            let Some(polled) = polled else { break };
-            let msg = match polled {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::warn!("stage 2 consumer: {e}");
-                    continue;
-                }
-            };
-            deadline.get_or_insert_with(|| Instant::now() + cfg.detector.batch_wait);
+            let Some(msg) = next else { break };
             let (topic, partition, offset) = (msg.topic(), msg.partition(), msg.offset());
             let payload = msg.payload().unwrap_or_default();
             let mut bad: Vec<String> = Vec::new();

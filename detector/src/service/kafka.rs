@@ -10,13 +10,13 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use qalqan_core::kafka::KafkaSettings;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, Header, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -66,6 +66,32 @@ pub fn consumer_config(
         }
     }
     Ok(cc)
+}
+
+/// The next message of the batch being collected, or `None` when the batch
+/// ends: nothing arrived within `idle` (an empty batch), or `wait` has
+/// passed since the batch's first message. Consumer errors are logged and
+/// skipped. Every role collects its batches this way.
+pub fn next_in_batch<'c, C: ConsumerContext>(
+    consumer: &'c BaseConsumer<C>,
+    deadline: &mut Option<Instant>,
+    idle: Duration,
+    wait: Duration,
+    role: &str,
+) -> Option<BorrowedMessage<'c>> {
+    loop {
+        let timeout = match *deadline {
+            None => idle,
+            Some(d) => d.saturating_duration_since(Instant::now()),
+        };
+        match consumer.poll(timeout)? {
+            Ok(msg) => {
+                deadline.get_or_insert_with(|| Instant::now() + wait);
+                return Some(msg);
+            }
+            Err(e) => tracing::warn!("{role} consumer: {e}"),
+        }
+    }
 }
 
 /// Counts consumer lag per partition from librdkafka's statistics.

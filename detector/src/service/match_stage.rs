@@ -22,7 +22,9 @@ use crate::pipeline::matcher::MatcherSettings;
 use crate::pipeline::{MatchOutput, Matcher};
 use crate::service::bundle::{Bundle, Bundler};
 use crate::service::decode::Decoder;
-use crate::service::kafka::{consumer_config, LagReporter, Outputs, PlainContext, Progress};
+use crate::service::kafka::{
+    consumer_config, next_in_batch, LagReporter, Outputs, PlainContext, Progress,
+};
 use crate::service::Shared;
 
 /// Sends a bundle of signals to its partition of the signals topic.
@@ -104,25 +106,19 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
             .rebalanced
             .store(false, Ordering::Release);
         while handled < cfg.detector.batch_size {
-            let timeout = match deadline {
-                None => Duration::from_millis(100),
-                Some(d) => d.saturating_duration_since(Instant::now()),
-            };
-            let Some(polled) = consumer.poll(timeout) else {
+            let Some(msg) = next_in_batch(
+                &consumer,
+                &mut deadline,
+                Duration::from_millis(100),
+                cfg.detector.batch_wait,
+                "stage 1",
+            ) else {
                 break;
-            };
-            let msg = match polled {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::warn!("stage 1 consumer: {e}");
-                    continue;
-                }
             };
             if !in_txn {
                 outputs.begin_transaction()?;
                 in_txn = true;
             }
-            deadline.get_or_insert_with(|| Instant::now() + cfg.detector.batch_wait);
             let (topic, partition, offset) = (msg.topic(), msg.partition(), msg.offset());
             first_offsets
                 .entry((topic.to_owned(), partition))
