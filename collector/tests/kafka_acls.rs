@@ -98,49 +98,60 @@ fn a_collector_writes_only_its_own_agency_and_the_detector_only_reads_events() {
 
     // The real collector, authenticated as its agency, delivers its lines.
     let collector_user = format!("collector-{a}");
-    let config = dir.path().join("collector.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[collector]\nname = \"acl-col\"\nagency = \"{a}\"\nstate_dir = \"{}\"\n\
-             [kafka]\nbrokers = \"{}\"\nsecurity_protocol = \"sasl_plaintext\"\nsasl_mechanism = \"SCRAM-SHA-512\"\n\
-             sasl_username = \"{collector_user}\"\nsasl_password_file = \"{}\"\n\
-             [metrics]\nlisten = \"127.0.0.1:0\"\n",
-            dir.path().join("state").display(),
-            sasl_brokers(),
-            passwords.join(format!("{collector_user}.password")).display()
-        ),
-    )
-    .expect("config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_qalqan-collector"))
-        .arg("--config")
-        .arg(&config)
-        .arg("--stdin")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("collector");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"<38>Nov 27 05:00:01 web1 sshd[7]: Failed password for root from 203.0.113.9 port 4242 ssh2\n")
-        .expect("feed");
-    let out = child.wait_with_output().expect("collector exits");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let password_file = passwords.join(format!("{collector_user}.password"));
+    let collect = |name: &str, kafka: String, line: &str| {
+        let config = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "[collector]\nname = \"{name}\"\nagency = \"{a}\"\nstate_dir = \"{}\"\n\
+                 [kafka]\n{kafka}sasl_mechanism = \"SCRAM-SHA-512\"\n\
+                 sasl_username = \"{collector_user}\"\nsasl_password_file = \"{}\"\n\
+                 [metrics]\nlisten = \"127.0.0.1:0\"\n",
+                dir.path().join(format!("state-{name}")).display(),
+                password_file.display()
+            ),
+        )
+        .expect("config");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_qalqan-collector"))
+            .arg("--config")
+            .arg(&config)
+            .arg("--stdin")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("collector");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(format!("{line}\n").as_bytes())
+            .expect("feed");
+        let out = child.wait_with_output().expect("collector exits");
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let in_topic_a = |ip: &str, n: usize| {
+        qalqan_testkit::consume_all(
+            &qalqan_testkit::kafka_brokers(),
+            &topic_a,
+            n,
+            Duration::from_secs(30),
+        )
+        .iter()
+        .any(|m| m.payload_str().contains(ip))
+    };
+    collect(
+        "acl-col",
+        format!("brokers = \"{}\"\nsecurity_protocol = \"sasl_plaintext\"\n", sasl_brokers()),
+        "<38>Nov 27 05:00:01 web1 sshd[7]: Failed password for root from 203.0.113.9 port 4242 ssh2",
     );
-    let got = qalqan_testkit::consume_all(
-        &qalqan_testkit::kafka_brokers(),
-        &topic_a,
-        1,
-        Duration::from_secs(30),
-    );
     assert!(
-        got.iter().any(|m| m.payload_str().contains("203.0.113.9")),
+        in_topic_a("203.0.113.9", 1),
         "the collector's event is in its agency's topic"
     );
 
@@ -152,50 +163,17 @@ fn a_collector_writes_only_its_own_agency_and_the_detector_only_reads_events() {
             .unwrap_or_else(|| panic!("stack env has no {name}"))
             .to_owned()
     };
-    let tls_config = dir.path().join("collector-tls.toml");
-    std::fs::write(
-        &tls_config,
+    collect(
+        "acl-col-tls",
         format!(
-            "[collector]\nname = \"acl-col-tls\"\nagency = \"{a}\"\nstate_dir = \"{}\"\n\
-             [kafka]\nbrokers = \"{}\"\nsecurity_protocol = \"sasl_ssl\"\nssl_ca_location = \"{}\"\n\
-             sasl_mechanism = \"SCRAM-SHA-512\"\nsasl_username = \"{collector_user}\"\nsasl_password_file = \"{}\"\n\
-             [metrics]\nlisten = \"127.0.0.1:0\"\n",
-            dir.path().join("state-tls").display(),
+            "brokers = \"{}\"\nsecurity_protocol = \"sasl_ssl\"\nssl_ca_location = \"{}\"\n",
             var("QALQAN_KAFKA_TLS_BROKERS"),
-            var("QALQAN_KAFKA_CA"),
-            passwords.join(format!("{collector_user}.password")).display()
+            var("QALQAN_KAFKA_CA")
         ),
-    )
-    .expect("config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_qalqan-collector"))
-        .arg("--config")
-        .arg(&tls_config)
-        .arg("--stdin")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("collector");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"<38>Nov 27 05:00:02 web1 sshd[7]: Failed password for root from 203.0.113.77 port 4243 ssh2\n")
-        .expect("feed");
-    let out = child.wait_with_output().expect("collector exits");
-    assert!(
-        out.status.success(),
-        "over TLS: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got = qalqan_testkit::consume_all(
-        &qalqan_testkit::kafka_brokers(),
-        &topic_a,
-        2,
-        Duration::from_secs(30),
+        "<38>Nov 27 05:00:02 web1 sshd[7]: Failed password for root from 203.0.113.77 port 4243 ssh2",
     );
     assert!(
-        got.iter().any(|m| m.payload_str().contains("203.0.113.77")),
+        in_topic_a("203.0.113.77", 2),
         "the event sent over TLS is in its agency's topic"
     );
 
