@@ -76,10 +76,34 @@ impl FieldTable {
 }
 
 /// Interned atoms.
+///
+/// Most atoms are substrings (a lower-cased literal that occurs in the
+/// field's lower-cased text). Number atoms stand for "some element of the
+/// field is numerically equal to this number", the exact condition of a
+/// [`Matcher::Num`]: they let the prefilter index rules by exact values such
+/// as the `EventID` the Windows pipeline adds to every category, which no
+/// substring atom can express (`1` is too short to scan for).
 #[derive(Debug, Default)]
 pub struct AtomTable {
+    /// (field, text): the lower-cased literal, or for number atoms a
+    /// display form (`=4624`).
     pub atoms: Vec<(FieldId, String)>,
+    /// Per atom: `Some(key)` for a number atom (see [`num_key`]).
+    pub nums: Vec<Option<u64>>,
     index: FxHashMap<(FieldId, String), AtomId>,
+    num_index: FxHashMap<(FieldId, u64), AtomId>,
+}
+
+/// The hash key of a number for number atoms: equal numbers (`0.0` and
+/// `-0.0` included) get equal keys; NaN, which equals nothing, gets none.
+pub fn num_key(x: f64) -> Option<u64> {
+    if x.is_nan() {
+        None
+    } else if x == 0.0 {
+        Some(0f64.to_bits())
+    } else {
+        Some(x.to_bits())
+    }
 }
 
 impl AtomTable {
@@ -89,8 +113,33 @@ impl AtomTable {
         }
         let id = self.atoms.len() as AtomId;
         self.atoms.push((field, lit.clone()));
+        self.nums.push(None);
         self.index.insert((field, lit), id);
         id
+    }
+
+    /// The number atom for "an element of `field` equals `n`", if `n` can
+    /// equal anything.
+    pub fn intern_num(&mut self, field: FieldId, n: f64) -> Option<AtomId> {
+        let key = num_key(n)?;
+        if let Some(&id) = self.num_index.get(&(field, key)) {
+            return Some(id);
+        }
+        let id = self.atoms.len() as AtomId;
+        self.atoms.push((field, format!("={n}")));
+        self.nums.push(Some(key));
+        self.num_index.insert((field, key), id);
+        Some(id)
+    }
+
+    /// The existing number atom for `n` on `field`.
+    pub fn num_atom(&self, field: FieldId, n: f64) -> Option<AtomId> {
+        self.num_index.get(&(field, num_key(n)?)).copied()
+    }
+
+    /// The key of a number atom, `None` for substring atoms.
+    pub fn num_of(&self, a: AtomId) -> Option<u64> {
+        self.nums.get(a as usize).copied().flatten()
     }
     pub fn len(&self) -> usize {
         self.atoms.len()
@@ -595,6 +644,9 @@ impl Compiler<'_> {
             }
             RawValue::Int(_) | RawValue::Float(_) if transforming.is_empty() && !keyword => {
                 let n = number_of(raw).ok_or("not a number")?;
+                if !flags.neq {
+                    self.atoms.intern_num(field, n);
+                }
                 return wrap_neq(flags, Matcher::Num(n)).map(|m| vec![m]);
             }
             RawValue::Str(s) => vec![SigmaStr::parse(s, flags.expand)],
@@ -1156,11 +1208,13 @@ fn matcher_needs(m: &Matcher, field: FieldId, atoms: &mut Vec<AtomId>, lower: &m
     }
 }
 
-/// Trigger of a matcher: atoms of which one must occur when it matches.
-fn matcher_trigger(m: &Matcher) -> Option<Vec<AtomId>> {
+/// Trigger of a matcher on `field`: atoms of which one must occur when it
+/// matches.
+fn matcher_trigger(m: &Matcher, field: FieldId, atoms: &AtomTable) -> Option<Vec<AtomId>> {
     match m {
         Matcher::Str(s) => s.atom.map(|a| vec![a]),
         Matcher::Regex(r) if !r.atoms.is_empty() => Some(r.atoms.clone()),
+        Matcher::Num(n) => atoms.num_atom(field, *n).map(|a| vec![a]),
         _ => None,
     }
 }
@@ -1190,6 +1244,10 @@ type Clauses = Option<Vec<Vec<AtomId>>>;
 fn clause_cost(set: &[AtomId], atoms: &AtomTable) -> f64 {
     set.iter()
         .map(|&a| {
+            if atoms.num_of(a).is_some() {
+                // an exact value such as an EventID: common in its route
+                return NUM_ATOM_COST;
+            }
             let (field, lit) = &atoms.atoms[a as usize];
             let len = lit.len().clamp(MIN_ATOM_BYTES, 16) as i32;
             let base = 0.5f64.powi(len);
@@ -1201,6 +1259,9 @@ fn clause_cost(set: &[AtomId], atoms: &AtomTable) -> f64 {
         })
         .sum()
 }
+
+/// [`clause_cost`] of a number atom.
+const NUM_ATOM_COST: f64 = 0.25;
 
 /// Keeps the cheapest clauses, without duplicates.
 fn prune(mut clauses: Vec<Vec<AtomId>>, atoms: &AtomTable) -> Vec<Vec<AtomId>> {
@@ -1260,7 +1321,7 @@ fn item_clauses(i: &Item, atoms: &AtomTable) -> Clauses {
     let per_value = i
         .values
         .iter()
-        .map(|v| union(v.alts.iter().map(matcher_trigger)).map(|u| vec![u]));
+        .map(|v| union(v.alts.iter().map(|m| matcher_trigger(m, i.field, atoms))).map(|u| vec![u]));
     if i.all {
         and_clauses(per_value, atoms)
     } else {

@@ -13,7 +13,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use smallvec::SmallVec;
 
 use crate::compile::{AtomTable, CompiledRule, Compiler, FieldTable};
-use crate::eval::{lower_field, resolve_fields, Ctx, EventState};
+use crate::eval::{lower_field, number_keys, resolve_fields, Ctx, EventState};
 use crate::filter;
 use crate::pipeline::{self, Pipeline};
 use crate::route::{ClauseMarks, Route, RuleIdx};
@@ -707,7 +707,9 @@ impl Engine {
         cands.clear();
         if route.prefilter {
             scratch.marks.begin(route.rules.len());
-            scan(&route, st, &mut scratch.marks, cands);
+            scan(&route, st, &mut scratch.marks);
+            scan_numbers(&route, event, &vals, st, &mut scratch.marks);
+            scratch.marks.finish(&route, |a| st.is_hit(a), cands);
             cands.extend_from_slice(&route.always);
             cands.sort_unstable();
         } else {
@@ -789,14 +791,39 @@ impl Engine {
     }
 }
 
+/// Looks up the numeric elements of the route's number-atom fields and
+/// collects candidate rules (the exact condition of [`crate::compile::Matcher::Num`]).
+fn scan_numbers(
+    route: &Route,
+    event: &Event,
+    vals: &[&Value],
+    st: &mut EventState,
+    marks: &mut ClauseMarks,
+) {
+    for ns in &route.num_scans {
+        let keys = number_keys(event, vals, st, ns.field);
+        for k in keys {
+            if let Some(p) = ns.keys.get(&k) {
+                if st.hit(p.atom) && p.postings.0 != p.postings.1 {
+                    marks.mark(route, p.postings);
+                }
+            }
+        }
+    }
+}
+
 /// Scans the route's fields and collects candidate rules.
-fn scan(route: &Route, st: &mut EventState, marks: &mut ClauseMarks, cands: &mut Vec<RuleIdx>) {
+fn scan(route: &Route, st: &mut EventState, marks: &mut ClauseMarks) {
     for fs in &route.scans {
         st.scan_field(fs.field, |hay, hit| {
-            for m in fs.ac.find_overlapping_iter(hay) {
+            let hay = hay.as_bytes();
+            let Some(start) = fs.scan_start(hay) else {
+                return;
+            };
+            for m in fs.ac.find_overlapping_iter(&hay[start..]) {
                 let p = &fs.pats[m.pattern().as_usize()];
                 if hit(p.atom) && p.postings.0 != p.postings.1 {
-                    marks.mark(route, p.postings, cands);
+                    marks.mark(route, p.postings);
                 }
             }
         });

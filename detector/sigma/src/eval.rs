@@ -270,6 +270,25 @@ fn field_val<'a>(
     }
 }
 
+/// The number-atom keys of the elements of `f` that [`Matcher::Num`] would
+/// compare as numbers (see [`crate::compile::num_key`]).
+pub fn number_keys(
+    event: &Event,
+    vals: &[&Value],
+    st: &EventState,
+    f: FieldId,
+) -> SmallVec<[u64; 2]> {
+    let mut out = SmallVec::new();
+    if let Some(v) = field_val(event, vals, st, f) {
+        for e in elems(v) {
+            if let Some(k) = elem_number(e).and_then(crate::compile::num_key) {
+                out.push(k);
+            }
+        }
+    }
+    out
+}
+
 /// Lower-cases the elements of `f` into the shared buffer (once per event).
 pub fn lower_field(event: &Event, vals: &[&Value], st: &mut EventState, f: FieldId) {
     let Some(v) = field_val(event, vals, st, f) else {

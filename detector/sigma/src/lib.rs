@@ -14,9 +14,11 @@
 //! * [`compile`] turns each rule into matcher trees and finds, for the
 //!   prefilter, the literals ("atoms") that must occur for the rule to match.
 //! * [`engine`] routes events by logsource and runs the prefilter
-//!   ([`route`]): per field, one Aho-Corasick scan of the lower-cased value
-//!   finds every atom present; only rules with a present atom (and the few
-//!   rules without any atom) are evaluated ([`eval`]).
+//!   ([`route`]): per field, a SIMD presence check and an Aho-Corasick scan
+//!   of the lower-cased value find every atom present, and exact numbers
+//!   (`EventID`) are looked up by value; only rules whose trigger clauses
+//!   all have an atom present (and the few rules without any atom) are
+//!   evaluated ([`eval`]).
 //!
 //! ```no_run
 //! use qalqan_sigma::{Engine, Pipeline};

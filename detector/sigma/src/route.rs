@@ -2,12 +2,17 @@
 //!
 //! A route holds the rules that apply to one event logsource, plus one
 //! Aho-Corasick automaton per field over the atoms those rules need. For an
-//! event, each scanned field's lower-cased value is searched once (all
-//! overlapping occurrences, so no atom is ever missed). Each rule's trigger
-//! is a conjunction of clauses (see [`crate::compile::CompiledRule::trigger`]);
-//! an atom found marks the clauses it belongs to, and a rule becomes a
-//! candidate once all its clauses are marked. Only candidates — plus the
-//! rules without a trigger, which run always — are evaluated.
+//! event, each scanned field's lower-cased value is first checked with a
+//! packed SIMD (Teddy) search where the field has few enough atoms, and
+//! searched with the automaton (all overlapping occurrences, so no atom is
+//! ever missed) only from the first occurrence on. Number atoms (exact
+//! numeric values such as `EventID`) are looked up in a hash map per field.
+//! Each rule's trigger is a conjunction of clauses (see
+//! [`crate::compile::CompiledRule::trigger`]); the rule is posted under the
+//! atoms of one primary clause, and once one of them is found its other
+//! clauses are checked against the atoms found. Only rules whose clauses all
+//! hold — plus the rules without a trigger, which run always — are
+//! evaluated.
 
 use std::collections::BTreeMap;
 
@@ -31,19 +36,74 @@ pub struct PatInfo {
     pub postings: (u32, u32),
 }
 
+/// Most patterns one packed (Teddy) searcher takes with the crate's
+/// heuristics on; larger sets are split into chunks of this size.
+pub const PACKED_CHUNK: usize = 64;
+/// Fields with more atoms than this get no packed presence check: the
+/// chunks would cost more than the automaton walk they may save.
+pub const PACKED_MAX_ATOMS: usize = 4 * PACKED_CHUNK;
+
 /// The automaton for one field.
 #[derive(Debug, Clone)]
 pub struct FieldScan {
     pub field: FieldId,
     pub ac: AhoCorasick,
     pub pats: Vec<PatInfo>,
+    /// SIMD (Teddy) presence check over the same atoms, in chunks: the
+    /// leftmost occurrence of any atom, or none. Most field values contain
+    /// no atom at all, and a packed search is several times faster than the
+    /// byte-at-a-time automaton walk, so the overlapping scan runs only when
+    /// some atom occurs, and only from the first occurrence on (no
+    /// occurrence can start earlier). Empty: no check, scan everything.
+    pub presence: Vec<aho_corasick::packed::Searcher>,
 }
 
-/// A clause mark: route-local rule index and clause number.
+impl FieldScan {
+    /// Where the overlapping scan of `hay` must start: `None` when no atom
+    /// occurs in `hay`.
+    #[inline]
+    pub fn scan_start(&self, hay: &[u8]) -> Option<usize> {
+        if self.presence.is_empty() {
+            return Some(0);
+        }
+        self.presence
+            .iter()
+            .filter_map(|p| p.find(hay).map(|m| m.start()))
+            .min()
+    }
+}
+
+/// Packed presence searchers for `lits` (see [`FieldScan::presence`]);
+/// empty when the set is too large or Teddy is unavailable on this CPU.
+fn presence_check(lits: &[&str]) -> Vec<aho_corasick::packed::Searcher> {
+    if lits.len() > PACKED_MAX_ATOMS {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for chunk in lits.chunks(PACKED_CHUNK) {
+        let mut cfg = aho_corasick::packed::Config::new();
+        cfg.match_kind(aho_corasick::packed::MatchKind::LeftmostFirst);
+        match cfg.builder().extend(chunk.iter()).build() {
+            Some(s) => out.push(s),
+            // all or nothing: a missing chunk would hide its atoms
+            None => return Vec::new(),
+        }
+    }
+    out
+}
+
+/// Number atoms of one field: looked up by the key of each numeric element
+/// (see [`crate::compile::num_key`]) instead of scanned for.
+#[derive(Debug, Clone)]
+pub struct NumScan {
+    pub field: FieldId,
+    pub keys: FxHashMap<u64, PatInfo>,
+}
+
+/// A posting: the route-local rule whose primary clause holds the atom.
 #[derive(Debug, Clone, Copy)]
 pub struct Posting {
     pub rule: u32,
-    pub clause: u8,
 }
 
 /// Rules and prefilter for one event logsource.
@@ -59,45 +119,85 @@ pub struct Route {
     pub rules: Vec<RuleIdx>,
     /// Rules without a trigger: evaluated for every event.
     pub always: Vec<RuleIdx>,
-    /// Number of clauses of each route-local rule (0 for `always` rules).
-    pub clauses: Vec<u8>,
+    /// Per route-local rule: range into [`Route::clause_spans`] of its
+    /// trigger clauses other than the primary one (checked once the primary
+    /// clause has an atom present).
+    pub rest: Vec<(u32, u32)>,
+    /// Ranges into [`Route::clause_atoms`], one per clause.
+    pub clause_spans: Vec<(u32, u32)>,
+    pub clause_atoms: Vec<AtomId>,
     /// Fields to lower-case before evaluation.
     pub lower_fields: Vec<FieldId>,
     pub scans: Vec<FieldScan>,
+    /// Fields with number atoms.
+    pub num_scans: Vec<NumScan>,
     pub postings: Vec<Posting>,
 }
 
 impl Route {
     /// Builds the route for `rules` (ascending engine indices).
+    ///
+    /// Each rule is posted under the atoms of one clause of its trigger, its
+    /// primary clause: the one whose atoms the fewest rules of the route
+    /// share. An atom shared by hundreds of rules (the `EventID` every
+    /// process-creation rule gets from the Windows pipeline) would otherwise
+    /// walk hundreds of postings on every event that carries it; as a
+    /// secondary clause it costs one bit test per candidate.
     pub fn build(rules: Vec<RuleIdx>, compiled: &[&CompiledRule], atoms: &AtomTable) -> Route {
         let mut per_field: BTreeMap<FieldId, Vec<AtomId>> = BTreeMap::new();
         let mut posting_map: FxHashMap<AtomId, Vec<Posting>> = FxHashMap::default();
         let mut always = Vec::new();
-        let mut clauses = Vec::with_capacity(rules.len());
+        let mut rest = Vec::with_capacity(rules.len());
+        let mut clause_spans = Vec::new();
+        let mut clause_atoms = Vec::new();
         let mut lower = Vec::new();
+        // how many rules' triggers name each atom
+        let mut share: FxHashMap<AtomId, u32> = FxHashMap::default();
+        for r in compiled {
+            for c in r.trigger.iter().flatten() {
+                for &a in c {
+                    *share.entry(a).or_default() += 1;
+                }
+            }
+        }
         // Only trigger atoms are scanned: other atoms (filters, clauses cut by
         // the clause limit) are checked by their matchers directly, which
         // keeps the automata small and the matches per event few.
         for (local, (&idx, r)) in rules.iter().zip(compiled).enumerate() {
             match &r.trigger {
-                Some(cs) if !cs.is_empty() => {
+                Some(cs) if !cs.is_empty() && cs.iter().all(|c| !c.is_empty()) => {
+                    let weight = |c: &Vec<AtomId>| -> u64 {
+                        c.iter()
+                            .map(|a| u64::from(share.get(a).copied().unwrap_or(0)))
+                            .sum()
+                    };
+                    let primary = (0..cs.len()).min_by_key(|&i| weight(&cs[i])).unwrap_or(0);
+                    let start = clause_spans.len() as u32;
                     for (ci, c) in cs.iter().enumerate() {
                         for &a in c {
                             per_field
                                 .entry(atoms.atoms[a as usize].0)
                                 .or_default()
                                 .push(a);
-                            posting_map.entry(a).or_default().push(Posting {
-                                rule: local as u32,
-                                clause: ci as u8,
-                            });
+                        }
+                        if ci == primary {
+                            for &a in c {
+                                posting_map
+                                    .entry(a)
+                                    .or_default()
+                                    .push(Posting { rule: local as u32 });
+                            }
+                        } else {
+                            let a0 = clause_atoms.len() as u32;
+                            clause_atoms.extend_from_slice(c);
+                            clause_spans.push((a0, clause_atoms.len() as u32));
                         }
                     }
-                    clauses.push(cs.len() as u8);
+                    rest.push((start, clause_spans.len() as u32));
                 }
                 _ => {
                     always.push(idx);
-                    clauses.push(0);
+                    rest.push((0, 0));
                 }
             }
             lower.extend_from_slice(&r.lower_fields);
@@ -106,9 +206,35 @@ impl Route {
         let mut scans = Vec::new();
         let mut prefilter = true;
         let mut scanned = vec![0u64; atoms.len().div_ceil(64)];
+        let posting_range = |a: AtomId, postings: &mut Vec<Posting>| {
+            let start = postings.len() as u32;
+            if let Some(ps) = posting_map.get(&a) {
+                postings.extend_from_slice(ps);
+            }
+            PatInfo {
+                atom: a,
+                postings: (start, postings.len() as u32),
+            }
+        };
+        let mut num_scans = Vec::new();
         for (field, mut list) in per_field {
             list.sort_unstable();
             list.dedup();
+            let (nums, list): (Vec<AtomId>, Vec<AtomId>) =
+                list.into_iter().partition(|&a| atoms.num_of(a).is_some());
+            if !nums.is_empty() {
+                let mut keys = FxHashMap::default();
+                for a in nums {
+                    if let Some(k) = atoms.num_of(a) {
+                        scanned[(a / 64) as usize] |= 1u64 << (a % 64);
+                        keys.insert(k, posting_range(a, &mut postings));
+                    }
+                }
+                num_scans.push(NumScan { field, keys });
+            }
+            if list.is_empty() {
+                continue;
+            }
             lower.push(field);
             let lits: Vec<&str> = list
                 .iter()
@@ -120,6 +246,7 @@ impl Route {
             if bytes <= DFA_MAX_PATTERN_BYTES {
                 b.kind(Some(AhoCorasickKind::DFA));
             }
+
             let ac = match b.build(&lits) {
                 Ok(ac) => ac,
                 Err(e) => {
@@ -136,18 +263,15 @@ impl Route {
             }
             let pats = list
                 .iter()
-                .map(|&a| {
-                    let start = postings.len() as u32;
-                    if let Some(ps) = posting_map.get(&a) {
-                        postings.extend_from_slice(ps);
-                    }
-                    PatInfo {
-                        atom: a,
-                        postings: (start, postings.len() as u32),
-                    }
-                })
+                .map(|&a| posting_range(a, &mut postings))
                 .collect();
-            scans.push(FieldScan { field, ac, pats });
+            let presence = presence_check(&lits);
+            scans.push(FieldScan {
+                field,
+                ac,
+                pats,
+                presence,
+            });
         }
         always.sort_unstable();
         lower.sort_unstable();
@@ -157,9 +281,12 @@ impl Route {
             scanned,
             rules,
             always,
-            clauses,
+            rest,
+            clause_spans,
+            clause_atoms,
             lower_fields: lower,
             scans,
+            num_scans,
             postings,
         }
     }
@@ -170,12 +297,14 @@ impl Route {
     }
 }
 
-/// Per-event clause marks of a route's rules (reused across events).
+/// Per-event marks of a route's rules whose primary clause has an atom
+/// present (reused across events).
 #[derive(Debug, Default)]
 pub struct ClauseMarks {
     gen: u32,
     stamp: Vec<u32>,
-    mask: Vec<u8>,
+    /// Route-local rules marked this event.
+    pending: Vec<u32>,
 }
 
 impl ClauseMarks {
@@ -183,8 +312,8 @@ impl ClauseMarks {
     pub fn begin(&mut self, n: usize) {
         if self.stamp.len() < n {
             self.stamp.resize(n, 0);
-            self.mask.resize(n, 0);
         }
+        self.pending.clear();
         self.gen = self.gen.wrapping_add(1);
         if self.gen == 0 {
             self.stamp.iter_mut().for_each(|s| *s = 0);
@@ -192,22 +321,32 @@ impl ClauseMarks {
         }
     }
 
-    /// Marks the postings of a newly found atom; pushes rules whose clauses
-    /// are now all marked onto `cands` (engine indices).
+    /// Marks the rules posted under a newly found atom.
     #[inline]
-    pub fn mark(&mut self, route: &Route, range: (u32, u32), cands: &mut Vec<RuleIdx>) {
+    pub fn mark(&mut self, route: &Route, range: (u32, u32)) {
         for p in &route.postings[range.0 as usize..range.1 as usize] {
             let r = p.rule as usize;
             if self.stamp[r] != self.gen {
                 self.stamp[r] = self.gen;
-                self.mask[r] = 0;
+                self.pending.push(p.rule);
             }
-            let bit = 1u8 << p.clause;
-            if self.mask[r] & bit == 0 {
-                self.mask[r] |= bit;
-                if self.mask[r].count_ones() == u32::from(route.clauses[r]) {
-                    cands.push(route.rules[r]);
-                }
+        }
+    }
+
+    /// After every field was scanned: pushes the marked rules whose other
+    /// clauses each have an atom present onto `cands` (engine indices).
+    pub fn finish(&self, route: &Route, is_hit: impl Fn(AtomId) -> bool, cands: &mut Vec<RuleIdx>) {
+        for &r in &self.pending {
+            let (a, b) = route.rest[r as usize];
+            let ok = route.clause_spans[a as usize..b as usize]
+                .iter()
+                .all(|&(x, y)| {
+                    route.clause_atoms[x as usize..y as usize]
+                        .iter()
+                        .any(|&at| is_hit(at))
+                });
+            if ok {
+                cands.push(route.rules[r as usize]);
             }
         }
     }
