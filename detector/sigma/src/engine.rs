@@ -715,6 +715,11 @@ impl Engine {
         } else {
             cands.extend_from_slice(&route.rules);
         }
+        for &r in cands.iter() {
+            for &f in &self.rules[r as usize].compiled.lower_fields {
+                lower_field(event, &vals, st, f);
+            }
+        }
         let ctx = Ctx {
             event,
             vals: &vals,

@@ -300,6 +300,13 @@ pub fn lower_field(event: &Event, vals: &[&Value], st: &mut EventState, f: Field
     let span_start = st.spans.len() as u32;
     let mut tmp = std::mem::take(&mut st.scratch_text);
     for e in elems(v) {
+        if let Elem::Str(s) = e {
+            // strings go straight into the buffer, without a copy in between
+            let start = st.lower.len() as u32;
+            lowercase_into(s, &mut st.lower);
+            st.spans.push((start, st.lower.len() as u32));
+            continue;
+        }
         tmp.clear();
         if render_elem(e, &mut tmp) {
             let start = st.lower.len() as u32;

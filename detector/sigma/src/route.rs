@@ -126,7 +126,9 @@ pub struct Route {
     /// Ranges into [`Route::clause_atoms`], one per clause.
     pub clause_spans: Vec<(u32, u32)>,
     pub clause_atoms: Vec<AtomId>,
-    /// Fields to lower-case before evaluation.
+    /// Fields to lower-case before the scan: the scanned ones. Fields only
+    /// matchers read are lower-cased once a rule that reads them is about
+    /// to run, so events that trigger nothing pay for the scan alone.
     pub lower_fields: Vec<FieldId>,
     pub scans: Vec<FieldScan>,
     /// Fields with number atoms.
@@ -200,7 +202,6 @@ impl Route {
                     rest.push((0, 0));
                 }
             }
-            lower.extend_from_slice(&r.lower_fields);
         }
         let mut postings = Vec::new();
         let mut scans = Vec::new();
