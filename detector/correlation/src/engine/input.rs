@@ -103,6 +103,9 @@ pub(crate) struct Input {
     /// settled horizon reaches one of them, and merged while settling.
     stray: Vec<Item>,
     stray_sorted: bool,
+    /// Earliest event time in `stray` while it is unsorted, so that
+    /// settling does not scan it each time to learn whether it is due.
+    stray_min: i64,
     pub nodes: Vec<NodeState>,
     /// Earliest timer deadline over all nodes (µs), `i64::MAX` if none.
     next_timer: i64,
@@ -147,6 +150,7 @@ impl Input {
             pending: VecDeque::new(),
             stray: Vec::new(),
             stray_sorted: true,
+            stray_min: i64::MAX,
             nodes: (0..n_nodes).map(|_| NodeState::default()).collect(),
             next_timer: i64::MAX,
             rebuild: None,
@@ -189,6 +193,11 @@ impl Input {
             packed,
         };
         if far {
+            if self.stray_sorted {
+                // Sorted in reverse: the earliest is last.
+                self.stray_min = self.stray.last().map_or(i64::MAX, |i| i.ts);
+            }
+            self.stray_min = self.stray_min.min(item.ts);
             self.stray.push(item);
             self.stray_sorted = false;
         } else if at == len {
@@ -231,6 +240,7 @@ impl Input {
         self.stray.retain_mut(remap);
         // Node numbers are part of the order.
         self.stray_sorted = self.stray.is_empty();
+        self.stray_min = self.stray.iter().map(|i| i.ts).min().unwrap_or(i64::MAX);
         self.pending.make_contiguous().sort_by(order);
     }
 
@@ -245,7 +255,7 @@ impl Input {
         // window update itself.
         let pending = std::mem::take(&mut self.pending);
         let mut stray = std::mem::take(&mut self.stray);
-        if !self.stray_sorted && stray.iter().any(|i| i.ts < target) {
+        if !self.stray_sorted && self.stray_min < target {
             // Reverse order, so the next one is popped from the end.
             stray.sort_by(|a, b| order(b, a));
             self.stray_sorted = true;
