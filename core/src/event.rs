@@ -18,6 +18,9 @@ use std::fmt;
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use serde_json::{Map, Value as Json};
 
+mod stream_decode;
+mod stream_encode;
+
 /// Version of the event's wire form; bumped on any incompatible change.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -264,6 +267,20 @@ impl Fields {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// Orders the fields by name and, where a name occurs more than once,
+    /// keeps its last value — what a JSON object with a repeated key means.
+    fn sort_dedup_keep_last(&mut self) {
+        self.0.sort_by(|a, b| a.0.cmp(&b.0));
+        self.0.dedup_by(|later, kept| {
+            if later.0 == kept.0 {
+                std::mem::swap(&mut later.1, &mut kept.1);
+                true
+            } else {
+                false
+            }
+        });
+    }
 }
 
 /// The Sigma logsource of an event: which rules apply to it.
@@ -420,23 +437,20 @@ impl Event {
 
     /// Serializes to one line of JSON (no trailing newline).
     pub fn to_json_string(&self) -> String {
-        self.to_json().to_string()
+        let mut out = String::with_capacity(self.original.len() * 2 + 512);
+        stream_encode::encode(self, &mut out);
+        out
     }
 
     /// Reads the wire form. Also accepts foreign JSON (Windows or Sysmon
     /// events forwarded as JSON, no `schema_version`): unknown keys become
     /// fields under their dotted path, and a missing `event.original` is
     /// filled with the input text so the raw record is always kept.
+    ///
+    /// Fields come out sorted by name; a name given twice keeps its last
+    /// value.
     pub fn from_json_bytes(bytes: &[u8], ingested: DateTime<Utc>) -> Result<Event, DecodeError> {
-        let json: Json = serde_json::from_slice(bytes)?;
-        let Json::Object(map) = json else {
-            return Err(DecodeError::NotObject);
-        };
-        let mut ev = Event::from_json_map(map, ingested)?;
-        if ev.original.is_empty() {
-            ev.original = String::from_utf8_lossy(bytes).into_owned();
-        }
-        Ok(ev)
+        stream_decode::decode(bytes, ingested)
     }
 
     /// Reads a parsed JSON object; see [`Event::from_json_bytes`].
@@ -509,11 +523,15 @@ pub fn format_ts(ts: &DateTime<Utc>) -> String {
     ts.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
+fn parse_ts_str(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|d| d.with_timezone(&Utc))
+}
+
 fn parse_ts_json(v: &Json) -> Option<DateTime<Utc>> {
     match v {
-        Json::String(s) => DateTime::parse_from_rfc3339(s)
-            .ok()
-            .map(|d| d.with_timezone(&Utc)),
+        Json::String(s) => parse_ts_str(s),
         Json::Number(n) => n
             .as_i64()
             .and_then(|ms| Utc.timestamp_millis_opt(ms).single()),
