@@ -9,14 +9,18 @@
 //! lane (default 2); `QALQAN_BENCH_LANE=sshd` runs only lanes whose name
 //! contains that text.
 //!
+//! Each lane also times the two other per-event steps of the hot path on
+//! the same events: encoding the wire form (`Event::to_json_string`, the
+//! collector's output) and decoding it (`Event::from_json_bytes`, the
+//! detector's input).
+//!
 //! Rates are lines per CPU-second of the benchmark thread (from
 //! `/proc/thread-self/schedstat`), so a busy machine slows the run down
 //! rather than the number; the wall-clock rate is printed alongside. Most of
 //! the per-line cost beyond parsing is allocation (every field value is an
-//! owned `String` in the event contract): glibc's malloc is the weak spot
-//! for events of more than ~18 fields (packet logs, CEF), whose field vector
-//! is a "large" request; a faster allocator in the binary (mimalloc) or
-//! `GLIBC_TUNABLES=glibc.malloc.tcache_count=100` lifts those lanes ~20–30%.
+//! owned `String` in the event contract), so the benchmark runs with the
+//! allocator both binaries ship with (mimalloc); glibc's malloc is ~20–30%
+//! slower on events of more than ~18 fields (packet logs, CEF).
 
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -24,6 +28,10 @@ use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
 use qalqan_core::parse::{ParseOptions, Parser};
+use qalqan_core::Event;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Deterministic pseudo-random numbers for varied synthetic lines.
 struct Rng(u64);
@@ -276,40 +284,69 @@ fn run_lane(name: &str, parser: &Parser, lines: &[String], budget: Duration) {
         .with_ymd_and_hms(2026, 3, 2, 0, 0, 0)
         .single()
         .expect("time");
-    // Warm up once through the set.
-    for l in lines {
-        black_box(parser.parse(l.as_bytes(), received));
-    }
     let bytes_per_pass: usize = lines.iter().map(|l| l.len() + 1).sum();
+    let (n, cpu, wall) = timed(budget, lines.len(), || {
+        for l in lines {
+            black_box(parser.parse(black_box(l.as_bytes()), received));
+        }
+    });
+    println!(
+        "{name:<22} {:>10.0} lines/s per core  {:>6.1} MB/s  (wall {:>9.0} lines/s; {} lines, avg {} B)",
+        n as f64 / cpu,
+        (n as f64 / lines.len() as f64) * bytes_per_pass as f64 / cpu / 1e6,
+        n as f64 / wall,
+        n,
+        bytes_per_pass / lines.len().max(1)
+    );
+    let events: Vec<Event> = lines
+        .iter()
+        .map(|l| parser.parse(l.as_bytes(), received).event)
+        .collect();
+    let (n, cpu, _) = timed(budget / 2, events.len(), || {
+        for ev in &events {
+            black_box(black_box(ev).to_json_string());
+        }
+    });
+    let wire: Vec<String> = events.iter().map(Event::to_json_string).collect();
+    let wire_bytes: usize = wire.iter().map(String::len).sum();
+    println!(
+        "{:<22} {:>10.0} events/s per core (encode wire form, avg {} B)",
+        "",
+        n as f64 / cpu,
+        wire_bytes / wire.len().max(1)
+    );
+    let (n, cpu, _) = timed(budget / 2, wire.len(), || {
+        for w in &wire {
+            black_box(Event::from_json_bytes(black_box(w.as_bytes()), received).is_ok());
+        }
+    });
+    println!(
+        "{:<22} {:>10.0} events/s per core (decode wire form)",
+        "",
+        n as f64 / cpu
+    );
+}
+
+/// Runs `pass` (which handles `per_pass` items) after one warm-up pass
+/// until `budget` of this thread's CPU time is spent; returns the items
+/// handled, CPU seconds and wall seconds.
+fn timed(budget: Duration, per_pass: usize, mut pass: impl FnMut()) -> (u64, f64, f64) {
+    pass();
     let start = Instant::now();
     let cpu_start = thread_cpu();
-    let mut n = 0u64;
-    let mut bytes = 0usize;
     // The budget is CPU time when available, so a busy machine only makes
     // the run longer, not shorter.
     let spent = |start: Instant| match (cpu_start, thread_cpu()) {
         (Some(a), Some(b)) => b.saturating_sub(a),
         _ => start.elapsed(),
     };
+    let mut n = 0u64;
     while spent(start) < budget {
-        for l in lines {
-            black_box(parser.parse(black_box(l.as_bytes()), received));
-        }
-        n += lines.len() as u64;
-        bytes += bytes_per_pass;
+        pass();
+        n += per_pass as u64;
     }
-    let wall = start.elapsed().as_secs_f64();
-    let cpu = spent(start).as_secs_f64();
-    println!(
-        "{name:<22} {:>10.0} lines/s per core  {:>6.1} MB/s  (wall {:>9.0} lines/s; {} lines, avg {} B)",
-        n as f64 / cpu,
-        bytes as f64 / cpu / 1e6,
-        n as f64 / wall,
-        n,
-        bytes_per_pass / lines.len().max(1)
-    );
+    (n, spent(start).as_secs_f64(), start.elapsed().as_secs_f64())
 }
-
 fn main() {
     let secs: f64 = std::env::var("QALQAN_BENCH_SECS")
         .ok()

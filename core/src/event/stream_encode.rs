@@ -1,0 +1,300 @@
+//! Writes an event's wire form (nested ECS JSON) straight from the flat
+//! field list.
+//!
+//! Every event a collector sends is encoded once, so this is the
+//! collector's hottest step after parsing. Building a `serde_json::Value`
+//! tree first (a map per nesting level, every key and value copied) cost
+//! several times the parse. Here the dotted names are sorted segment by
+//! segment, so each JSON object's members are adjacent, and the text is
+//! written in one pass with no intermediate values.
+//!
+//! A name that is both a value and a parent (`a` and `a.b`) keeps both:
+//! `"a": 1, "a.b": 2` at that level, which reads back as the same two
+//! fields. Fields named like the typed members (`schema_version`,
+//! `@timestamp`, `event.ingested`, `event.original`, `logsource...`) are
+//! left out: the typed members stand for them.
+
+use std::cmp::Ordering;
+use std::fmt::Write as _;
+
+use super::{format_ts, Event, Value, SCHEMA_VERSION};
+
+/// What one entry writes.
+enum Out<'a> {
+    Field(&'a Value),
+    Text(&'a str),
+}
+
+struct Entry<'a> {
+    name: &'a str,
+    out: Out<'a>,
+}
+
+/// Appends the wire form of `ev` to `buf`.
+pub(super) fn encode(ev: &Event, buf: &mut String) {
+    let ingested = format_ts(&ev.ingested);
+    let mut entries: Vec<Entry<'_>> = Vec::with_capacity(ev.fields.len() + 2);
+    for (name, value) in ev.fields.iter() {
+        if !is_reserved(name) {
+            entries.push(Entry {
+                name,
+                out: Out::Field(value),
+            });
+        }
+    }
+    entries.push(Entry {
+        name: "event.ingested",
+        out: Out::Text(&ingested),
+    });
+    entries.push(Entry {
+        name: "event.original",
+        out: Out::Text(&ev.original),
+    });
+    entries.sort_by(|a, b| by_segments(a.name, b.name));
+
+    buf.push_str("{\"schema_version\":");
+    let _ = write!(buf, "{SCHEMA_VERSION}");
+    buf.push_str(",\"@timestamp\":");
+    write_str(buf, &format_ts(&ev.timestamp));
+    buf.push(',');
+    write_level(buf, &entries, 0);
+    buf.push_str(",\"logsource\":{");
+    let mut first = true;
+    for (k, v) in [
+        ("product", &ev.logsource.product),
+        ("service", &ev.logsource.service),
+        ("category", &ev.logsource.category),
+    ] {
+        if let Some(v) = v {
+            if !first {
+                buf.push(',');
+            }
+            first = false;
+            write_str(buf, k);
+            buf.push(':');
+            write_str(buf, v);
+        }
+    }
+    buf.push_str("}}");
+}
+
+fn is_reserved(name: &str) -> bool {
+    matches!(
+        name,
+        "schema_version" | "@timestamp" | "event.ingested" | "event.original" | "logsource"
+    ) || name.starts_with("logsource.")
+}
+
+/// Orders dotted names segment by segment: a segment's end sorts before
+/// any byte, so `a`, `a.b`, `a.c`, `a-b` come in that order and every
+/// object's members are adjacent.
+fn by_segments(a: &str, b: &str) -> Ordering {
+    let key = |c: u8| if c == b'.' { 0u16 } else { u16::from(c) + 1 };
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    for (x, y) in a.iter().zip(b) {
+        match key(*x).cmp(&key(*y)) {
+            Ordering::Equal => {}
+            other => return other,
+        }
+    }
+    a.len().cmp(&b.len())
+}
+
+/// Writes the members of one object (without braces): `entries` all share
+/// the first `from` bytes of their names, which name this object.
+fn write_level(buf: &mut String, entries: &[Entry<'_>], from: usize) {
+    let mut i = 0;
+    let mut first = true;
+    while i < entries.len() {
+        let rest = &entries[i].name[from..];
+        let segment = match memchr::memchr(b'.', rest.as_bytes()) {
+            Some(dot) => &rest[..dot],
+            None => rest,
+        };
+        // The run of entries under this segment.
+        let mut end = i + 1;
+        while end < entries.len() && same_segment(&entries[end].name[from..], segment) {
+            end += 1;
+        }
+        if !first {
+            buf.push(',');
+        }
+        first = false;
+        let run = &entries[i..end];
+        if run.iter().any(|e| e.name.len() == from + segment.len()) {
+            // A value here: it and anything below it are written flat,
+            // the longer names as literal dotted keys.
+            for (k, e) in run.iter().enumerate() {
+                if k > 0 {
+                    buf.push(',');
+                }
+                write_str(buf, &e.name[from..]);
+                buf.push(':');
+                write_out(buf, &e.out);
+            }
+        } else {
+            write_str(buf, segment);
+            buf.push_str(":{");
+            write_level(buf, run, from + segment.len() + 1);
+            buf.push('}');
+        }
+        i = end;
+    }
+}
+
+/// Whether `rest` starts with the whole `segment`.
+fn same_segment(rest: &str, segment: &str) -> bool {
+    rest.starts_with(segment)
+        && (rest.len() == segment.len() || rest.as_bytes()[segment.len()] == b'.')
+}
+
+fn write_out(buf: &mut String, out: &Out<'_>) {
+    match out {
+        Out::Text(s) => write_str(buf, s),
+        Out::Field(v) => write_value(buf, v),
+    }
+}
+
+fn write_value(buf: &mut String, v: &Value) {
+    match v {
+        Value::Null => buf.push_str("null"),
+        Value::Bool(b) => buf.push_str(if *b { "true" } else { "false" }),
+        Value::Int(i) => {
+            let _ = write!(buf, "{i}");
+        }
+        Value::Float(f) => match serde_json::Number::from_f64(*f) {
+            Some(n) => {
+                let _ = write!(buf, "{n}");
+            }
+            None => buf.push_str("null"),
+        },
+        Value::Str(s) => write_str(buf, s),
+        Value::List(items) => {
+            buf.push('[');
+            for (k, item) in items.iter().enumerate() {
+                if k > 0 {
+                    buf.push(',');
+                }
+                write_value(buf, item);
+            }
+            buf.push(']');
+        }
+    }
+}
+
+/// A JSON string literal, escaped as RFC 8259 requires.
+fn write_str(buf: &mut String, s: &str) {
+    buf.push('"');
+    let bytes = s.as_bytes();
+    // Most values need no escape: one branch-free pass finds out.
+    if !bytes.iter().fold(false, |any, &b| {
+        any | (b < 0x20) | (b == b'"') | (b == b'\\')
+    }) {
+        buf.push_str(s);
+        buf.push('"');
+        return;
+    }
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &str = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0x00..=0x1f => "",
+            _ => continue,
+        };
+        // Escaped bytes are ASCII, so these are char boundaries.
+        buf.push_str(&s[start..i]);
+        if escape.is_empty() {
+            let _ = write!(buf, "\\u{b:04x}");
+        } else {
+            buf.push_str(escape);
+        }
+        start = i + 1;
+    }
+    buf.push_str(&s[start..]);
+    buf.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Fields, LogSource};
+    use chrono::{TimeZone, Utc};
+    use serde_json::Value as Json;
+
+    fn event(fields: &[(&str, Value)]) -> Event {
+        let at = Utc
+            .timestamp_opt(1_764_219_601, 123_456_000)
+            .single()
+            .unwrap_or_default();
+        let mut ev = Event::new("line \"quoted\"\n\u{1}ü".into(), at);
+        ev.logsource = LogSource::new(Some("linux"), Some("sshd"), None);
+        let mut f = Fields::new();
+        for (k, v) in fields {
+            f.insert(k.to_string(), v.clone());
+        }
+        ev.fields = f;
+        ev
+    }
+
+    #[test]
+    fn the_text_is_the_value_tree_path_as_json() {
+        let ev = event(&[
+            ("source.ip", Value::from("203.0.113.9")),
+            ("source.port", Value::Int(4242)),
+            ("user.name", Value::from("röot\t")),
+            ("event.kind", Value::from("event")),
+            ("tags", Value::List(vec![Value::from("a"), Value::Int(1)])),
+            ("ratio", Value::Float(0.25)),
+            ("nan", Value::Float(f64::NAN)),
+            ("flag", Value::Bool(true)),
+            ("none", Value::Null),
+            ("a-b", Value::from("dash")),
+            ("a.b.c", Value::from("deep")),
+            ("a.b.d", Value::from("deep2")),
+        ]);
+        let mut text = String::new();
+        encode(&ev, &mut text);
+        let streamed: Json = serde_json::from_str(&text).expect("valid JSON");
+        assert_eq!(streamed, ev.to_json(), "{text}");
+    }
+
+    #[test]
+    fn a_value_that_is_also_a_parent_keeps_both_and_reads_back() {
+        let ev = event(&[
+            ("a", Value::from("top")),
+            ("a.b", Value::from("child")),
+            ("x.y", Value::Int(1)),
+            ("x.y.z", Value::Int(2)),
+            ("logsource.extra", Value::from("dropped")),
+            ("@timestamp", Value::from("dropped")),
+        ]);
+        let mut text = String::new();
+        encode(&ev, &mut text);
+        let back = Event::from_json_bytes(text.as_bytes(), Utc::now()).expect("reads back");
+        assert_eq!(back.get_str("a"), Some("top"));
+        assert_eq!(back.get_str("a.b"), Some("child"));
+        assert_eq!(back.fields.get("x.y"), Some(&Value::Int(1)));
+        assert_eq!(back.fields.get("x.y.z"), Some(&Value::Int(2)));
+        assert!(back.fields.get("logsource.extra").is_none());
+        assert_eq!(back.timestamp, ev.timestamp);
+        assert_eq!(back.ingested, ev.ingested);
+        assert_eq!(back.original, ev.original);
+        assert_eq!(back.logsource, ev.logsource);
+        assert_eq!(back.fields.len(), 4, "{text}");
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        let mut s = String::new();
+        write_str(&mut s, "a\u{0}b\u{1f}\"\\\u{7f}é");
+        assert_eq!(s, "\"a\\u0000b\\u001f\\\"\\\\\u{7f}é\"");
+        let back: String = serde_json::from_str(&s).expect("valid");
+        assert_eq!(back, "a\u{0}b\u{1f}\"\\\u{7f}é");
+    }
+}
