@@ -60,7 +60,8 @@ pub struct DetectorSection {
     pub group_prefix: String,
     /// Messages handled per batch before outputs are confirmed and offsets committed.
     pub batch_size: usize,
-    /// Upper bound on waiting for a batch to fill.
+    /// Longest a batch stays open after its first message, backlog or not:
+    /// an alert waits at most this long (plus the commit) to be released.
     #[serde(with = "duration")]
     pub batch_wait: Duration,
     /// How often an agency's collectors are checked for silence.
@@ -74,7 +75,7 @@ impl Default for DetectorSection {
             roles: vec![Role::Match, Role::Correlate, Role::Archive],
             group_prefix: "qalqan-detector".into(),
             batch_size: 20000,
-            batch_wait: Duration::from_millis(20),
+            batch_wait: Duration::from_millis(100),
             silence_check_interval: Duration::from_secs(10),
         }
     }

@@ -82,7 +82,9 @@ pub fn next_in_batch<'c, C: ConsumerContext>(
     loop {
         let timeout = match *deadline {
             None => idle,
-            Some(d) => d.saturating_duration_since(Instant::now()),
+            // A backlog would otherwise keep a batch open until it is full:
+            // its alerts would wait for the whole batch to commit.
+            Some(d) => d.checked_duration_since(Instant::now())?,
         };
         match consumer.poll(timeout)? {
             Ok(msg) => {
@@ -233,6 +235,13 @@ impl Outputs {
         if let Some(id) = transactional_id {
             cc.set("transactional.id", id);
             cc.set("transaction.timeout.ms", "60000");
+            // The first send of a transaction races the broker's completion
+            // of the previous commit (CONCURRENT_TRANSACTIONS) and is
+            // retried after this backoff; librdkafka's 100 ms default put
+            // that much latency on every batch.
+            if !kafka.extra.contains_key("retry.backoff.ms") {
+                cc.set("retry.backoff.ms", "5");
+            }
         }
         let defaults = [
             ("acks", "all"),
@@ -270,6 +279,9 @@ impl Outputs {
         consumer: &BaseConsumer<C>,
         offsets: &TopicPartitionList,
     ) -> anyhow::Result<()> {
+        // Delivered first: librdkafka's own wait inside the commit only
+        // ends once the application has served the delivery reports.
+        self.wait_delivered(TXN_TIMEOUT)?;
         if offsets.count() > 0 {
             let cgm = consumer
                 .group_metadata()
@@ -339,7 +351,8 @@ impl Outputs {
                 Ok(()) => return,
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     record = back;
-                    self.producer.poll(Duration::from_millis(50));
+                    self.producer.poll(Duration::ZERO);
+                    std::thread::sleep(Duration::from_millis(1));
                 }
                 Err((e, _)) => {
                     // Not retriable at all (e.g. larger than message.max.bytes):
@@ -421,10 +434,30 @@ impl Outputs {
         self.producer.poll(Duration::ZERO);
     }
 
+    /// Serves delivery reports until every message sent so far has one.
+    ///
+    /// Not `Producer::flush`: rdkafka's `BaseProducer::poll(t)` keeps
+    /// polling (busily) until `t` has passed even once the queue is empty,
+    /// and its flush polls in 100 ms steps, which put 100 ms on every batch.
+    fn wait_delivered(&self, timeout: Duration) -> Result<(), KafkaError> {
+        let deadline = Instant::now() + timeout;
+        while self.producer.in_flight_count() > 0 {
+            if Instant::now() >= deadline {
+                return Err(KafkaError::Flush(RDKafkaErrorCode::OperationTimedOut));
+            }
+            // Serve what is there, then sleep: `poll` with a timeout spins.
+            self.producer.poll(Duration::ZERO);
+            if self.producer.in_flight_count() > 0 {
+                std::thread::sleep(Duration::from_micros(500));
+            }
+        }
+        Ok(())
+    }
+
     /// Waits until everything sent so far is confirmed by the brokers.
     pub fn confirm(&self, stop: &AtomicBool) -> Result<(), ConfirmError> {
         loop {
-            match self.producer.flush(Duration::from_millis(500)) {
+            match self.wait_delivered(Duration::from_millis(500)) {
                 Ok(()) => break,
                 Err(_) if stop.load(Ordering::Acquire) => return Err(ConfirmError::Stopped),
                 Err(_) => continue,

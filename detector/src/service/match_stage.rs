@@ -219,7 +219,15 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
         }
         let offsets = progress.to_list(|_, _| None);
         progress.clear();
-        if let Err(e) = outputs.commit_transaction(&consumer, &offsets) {
+        let t_commit = Instant::now();
+        let r = outputs.commit_transaction(&consumer, &offsets);
+        tracing::debug!(
+            messages = handled,
+            process_ms = t_commit.duration_since(started).as_millis() as u64,
+            commit_ms = t_commit.elapsed().as_millis() as u64,
+            "stage 1 batch"
+        );
+        if let Err(e) = r {
             tracing::warn!("stage 1 transaction not committed ({e:#}); the batch is read again");
             if !outputs.abort_transaction() {
                 // The producer is unusable (fatal error): a new one with the
