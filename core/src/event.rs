@@ -437,7 +437,13 @@ impl Event {
 
     /// Serializes to one line of JSON (no trailing newline).
     pub fn to_json_string(&self) -> String {
-        let mut out = String::with_capacity(self.original.len() * 2 + 512);
+        // Room for everything, so the text is never reallocated and copied.
+        let values: usize = self
+            .fields
+            .iter()
+            .map(|(k, v)| k.len() + v.as_str().map_or(24, str::len) + 8)
+            .sum();
+        let mut out = String::with_capacity(self.original.len() + values + 256);
         stream_encode::encode(self, &mut out);
         out
     }

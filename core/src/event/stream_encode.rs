@@ -50,7 +50,12 @@ pub(super) fn encode(ev: &Event, buf: &mut String) {
         name: "event.original",
         out: Out::Text(&ev.original),
     });
-    entries.sort_by(|a, b| by_segments(a.name, b.name));
+    // The first eight bytes decide most comparisons in one integer compare.
+    entries.sort_unstable_by(|a, b| {
+        segment_prefix(a.name)
+            .cmp(&segment_prefix(b.name))
+            .then_with(|| by_segments(a.name, b.name))
+    });
 
     buf.push_str("{\"schema_version\":");
     let _ = write!(buf, "{SCHEMA_VERSION}");
@@ -85,19 +90,33 @@ fn is_reserved(name: &str) -> bool {
     ) || name.starts_with("logsource.")
 }
 
+/// The first eight bytes of `name` as a big-endian integer, `.` mapped
+/// below every other byte and the end of the name below that: the same
+/// order as [`by_segments`] on those bytes.
+fn segment_prefix(name: &str) -> u64 {
+    let mut key = 0u64;
+    let bytes = name.as_bytes();
+    for i in 0..8 {
+        let b = match bytes.get(i) {
+            None => 0,
+            Some(b'.') => 1,
+            Some(&b) => u64::from(b).saturating_add(1).min(255).max(2),
+        };
+        key = (key << 8) | b;
+    }
+    key
+}
+
 /// Orders dotted names segment by segment: a segment's end sorts before
 /// any byte, so `a`, `a.b`, `a.c`, `a-b` come in that order and every
 /// object's members are adjacent.
 fn by_segments(a: &str, b: &str) -> Ordering {
     let key = |c: u8| if c == b'.' { 0u16 } else { u16::from(c) + 1 };
     let (a, b) = (a.as_bytes(), b.as_bytes());
-    for (x, y) in a.iter().zip(b) {
-        match key(*x).cmp(&key(*y)) {
-            Ordering::Equal => {}
-            other => return other,
-        }
+    match a.iter().zip(b).position(|(x, y)| x != y) {
+        Some(i) => key(a[i]).cmp(&key(b[i])),
+        None => a.len().cmp(&b.len()),
     }
-    a.len().cmp(&b.len())
 }
 
 /// Writes the members of one object (without braces): `entries` all share

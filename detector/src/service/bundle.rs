@@ -63,10 +63,14 @@ impl Bundler {
         signal: &Signal,
         now_ms: i64,
     ) -> Result<Option<Bundle>, serde_json::Error> {
-        let json = signal.to_json()?;
         let p = partition_of(&signal.signal_key(), self.partitions);
         let slot = &mut self.pending[p as usize];
-        slot.payload.extend_from_slice(json.as_bytes());
+        // Written in place; a failed write leaves the bundle as it was.
+        let before = slot.payload.len();
+        if let Err(e) = serde_json::to_writer(&mut slot.payload, signal) {
+            slot.payload.truncate(before);
+            return Err(e);
+        }
         slot.payload.push(b'\n');
         slot.newest_ms = slot
             .newest_ms
