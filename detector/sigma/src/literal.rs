@@ -34,22 +34,55 @@ pub fn best_run<'a>(runs: impl IntoIterator<Item = &'a str>) -> Option<String> {
 /// A set of atoms, at least one of which occurs in every match of `re`
 /// (parsed with the same flags the matcher uses), or `None` when no useful
 /// set exists.
+///
+/// Besides the literal prefixes and suffixes of the whole expression, the
+/// literals of its inner parts count: in a concatenation `c0 c1 … cn` every
+/// match contains a match of `ci … cn`, which starts with one of that
+/// part's prefix literals (and of `c0 … ci`, which ends with one of its
+/// suffix literals). `\.exe\s+.{0,64}werfaultsecure\.exe` thus gets
+/// `werfaultsecure` instead of the common `.exe`. The set whose shortest
+/// literal is longest wins.
 pub fn regex_atoms(hir: &regex_syntax::hir::Hir) -> Option<Vec<String>> {
-    let best = [true, false]
-        .into_iter()
-        .filter_map(|prefix| {
-            let mut ex = Extractor::new();
-            let kind = if prefix {
-                ExtractKind::Prefix
-            } else {
-                ExtractKind::Suffix
-            };
-            ex.kind(kind).limit_total(64).limit_class(8).limit_repeat(4);
-            let seq = ex.extract(hir);
-            seq_atoms(&seq, prefix)
-        })
-        .max_by_key(|atoms| atoms.iter().map(String::len).min().unwrap_or(0));
+    use regex_syntax::hir::{Hir, HirKind};
+    let mut best: Option<Vec<String>> = None;
+    let mut consider = |atoms: Option<Vec<String>>| {
+        let key = |a: &Vec<String>| a.iter().map(String::len).min().unwrap_or(0);
+        if let Some(a) = atoms {
+            if best.as_ref().is_none_or(|b| key(&a) > key(b)) {
+                best = Some(a);
+            }
+        }
+    };
+    consider(extract(hir, true));
+    consider(extract(hir, false));
+    // look through capture groups for the top-level concatenation
+    let mut top = hir;
+    while let HirKind::Capture(c) = top.kind() {
+        top = &c.sub;
+    }
+    if let HirKind::Concat(parts) = top.kind() {
+        // bounded: rules have short concatenations, but keep load time flat
+        if parts.len() <= 64 {
+            for i in 1..parts.len() {
+                consider(extract(&Hir::concat(parts[i..].to_vec()), true));
+                consider(extract(&Hir::concat(parts[..i].to_vec()), false));
+            }
+        }
+    }
     best
+}
+
+/// Prefix (or suffix) literals of `hir` as atoms.
+fn extract(hir: &regex_syntax::hir::Hir, prefix: bool) -> Option<Vec<String>> {
+    let mut ex = Extractor::new();
+    let kind = if prefix {
+        ExtractKind::Prefix
+    } else {
+        ExtractKind::Suffix
+    };
+    ex.kind(kind).limit_total(64).limit_class(8).limit_repeat(4);
+    let seq = ex.extract(hir);
+    seq_atoms(&seq, prefix)
 }
 
 fn seq_atoms(seq: &Seq, prefix: bool) -> Option<Vec<String>> {
@@ -116,6 +149,42 @@ mod tests {
         assert_eq!(atoms("a|bc"), None, "too short");
         let alt = atoms("(alpha|beta)gamma").unwrap();
         assert!(alt.len() == 2 || alt == vec!["gamma".to_string()]);
+    }
+
+    #[test]
+    fn extracts_inner_literals() {
+        // neither prefix nor suffix is selective; the middle is
+        let a = atoms(r"\.exe\s+[^x]{0,64}werfaultsecure\.exe\s+\d{2,10}").unwrap();
+        assert!(
+            a.iter()
+                .all(|x| "werfaultsecure.exe".contains(x.as_str()) && x.len() > 4),
+            "{a:?}"
+        );
+        let a = atoms(r"[a-z]+://(evil|bad)host\.[a-z]+").unwrap();
+        assert!(
+            a.iter()
+                .all(|x| x.contains("evilhost") || x.contains("badhost")),
+            "{a:?}"
+        );
+        // a case-insensitive middle: variants folded to lower case
+        let a = atoms(r"(?i)\d+\s+mimikatz\s+\d+").unwrap();
+        assert!(
+            a.iter().all(|x| "mimikatz".starts_with(x.as_str())),
+            "{a:?}"
+        );
+        // every match contains one of the atoms
+        let re =
+            regex::Regex::new(r#"(?i)\.exe["']?\s+[^"]{0,64}werfaultsecure\.exe["']?\s+\d{2,10}"#)
+                .unwrap();
+        let hay = r"c:\x\wsass.exe C:\Windows\WerFaultSecure.exe 1234";
+        assert!(re.is_match(hay));
+        let hir = regex_syntax::ParserBuilder::new()
+            .build()
+            .parse(re.as_str())
+            .unwrap();
+        let a = regex_atoms(&hir).unwrap();
+        let low = hay.to_lowercase();
+        assert!(a.iter().any(|x| low.contains(x.as_str())), "{a:?}");
     }
 
     #[test]
