@@ -14,8 +14,8 @@ use qalqan_core::{Event, Value};
 use smallvec::SmallVec;
 
 use crate::compile::{
-    parse_decimal, AtomId, CompiledRule, Expr, FieldId, Item, Matcher, RefMode, SearchExpr,
-    StrMatcher, FIELD_INGESTED, FIELD_ORIGINAL, FIELD_TIMESTAMP,
+    parse_decimal, AnyContains, AtomId, CompiledRule, Expr, FieldId, Item, Matcher, RefMode,
+    SearchExpr, StrMatcher, FIELD_INGESTED, FIELD_ORIGINAL, FIELD_TIMESTAMP,
 };
 use crate::modifier::TimePart;
 use crate::value::lowercase_into;
@@ -394,6 +394,24 @@ impl<'a> Ctx<'a> {
     /// alternatives OR-ed. The field is prepared once, and only when a
     /// matcher cannot be decided from the prefilter atoms alone.
     pub fn eval_item(&self, i: &Item) -> bool {
+        if let (Some(cell), Some(_)) = (&i.any_contains, self.scanned) {
+            let Some(any) = cell.get_or_init(|| AnyContains::build(i.all, &i.values)) else {
+                return self.eval_values(i);
+            };
+            let v = self.view(i.field);
+            let mut buf = String::new();
+            return v.elems.iter().any(|(e, low)| match low {
+                Some(t) => any.is_match(t),
+                None => {
+                    text_of(*e, &mut buf).is_some_and(|t| any.is_match(&crate::value::lowercase(t)))
+                }
+            });
+        }
+        self.eval_values(i)
+    }
+
+    /// [`Ctx::eval_item`] value by value.
+    fn eval_values(&self, i: &Item) -> bool {
         let mut view: Option<FieldView<'a>> = None;
         for v in &i.values {
             let mut hit = false;
