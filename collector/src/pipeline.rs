@@ -192,6 +192,8 @@ impl Pipeline {
         let mut flag_counts = [0u64; 4];
         let mut events = Vec::with_capacity(n);
         let parser = batch.source.parser.as_ref().unwrap_or(&self.parser);
+        // A connection's lines share one peer: its text is made once.
+        let mut peer_text: Option<(std::net::SocketAddr, String, String)> = None;
         for line in &batch.lines {
             let parsed = parser.parse(&line.data, received);
             let mut ev = parsed.event;
@@ -232,12 +234,20 @@ impl Pipeline {
             }
             let peer = line.peer.or(batch.peer);
             if let Some(addr) = peer {
-                f.insert("log.source.address", addr.to_string());
+                if peer_text.as_ref().is_none_or(|(a, _, _)| *a != addr) {
+                    peer_text = Some((addr, addr.to_string(), addr.ip().to_string()));
+                }
+            }
+            let texts = peer
+                .and(peer_text.as_ref())
+                .map(|(_, full, ip)| (full.as_str(), ip.as_str()));
+            if let Some((full, _)) = texts {
+                f.insert("log.source.address", full);
             }
             if f.get_str("host.name").is_none_or(str::is_empty) {
-                let host = match peer {
-                    Some(addr) => addr.ip().to_string(),
-                    None => self.identity.hostname.clone(),
+                let host = match texts {
+                    Some((_, ip)) => ip,
+                    None => self.identity.hostname.as_str(),
                 };
                 f.insert("host.name", host);
             }
