@@ -259,6 +259,60 @@ pub struct RegexMatcher {
     pub source: String,
     /// One of these occurs (lower-cased) in every matching value; empty = none known.
     pub atoms: Vec<AtomId>,
+    /// An expression that matches somewhere in a text exactly when `regex`
+    /// does, with its edges trimmed (see [`trim_for_search`]); `None` when
+    /// nothing could be trimmed. `-k\s\w{1,64}(?:\s?(?:-p|-s))?` becomes
+    /// `-k\s\w`: the bounded Unicode repetition made the lazy DFA give up
+    /// and fall back to a slow engine on every svchost process. Used on the
+    /// optimized path only; the reference evaluator runs `regex`, so the
+    /// equivalence tests compare the two.
+    pub search: Option<Box<Regex>>,
+}
+
+/// For unanchored "does it match anywhere" searches: drops trailing and
+/// leading parts of a top-level concatenation that can match the empty
+/// string, and cuts a bounded repetition at either edge to its minimum. A
+/// match of `A X{n,m}` starts with a match of `A X{n}`, and a match of
+/// `A X{n}` is one of `A X{n,m}`; `A X?` matches where `A` does. Anchors
+/// and other look-arounds stop the trimming.
+pub fn trim_for_search(hir: &regex_syntax::hir::Hir) -> Option<regex_syntax::hir::Hir> {
+    use regex_syntax::hir::{Hir, HirKind, Repetition};
+    let HirKind::Concat(parts) = hir.kind() else {
+        return None;
+    };
+    let mut parts = parts.clone();
+    let mut changed = false;
+    for trailing in [true, false] {
+        let edge = |parts: &[Hir]| -> Option<usize> {
+            match parts.len() {
+                0 => None,
+                n if trailing => Some(n - 1),
+                _ => Some(0),
+            }
+        };
+        while let Some(at) = edge(&parts) {
+            let HirKind::Repetition(r) = parts[at].kind() else {
+                break;
+            };
+            if r.min == 0 {
+                parts.remove(at);
+                changed = true;
+                continue;
+            }
+            if r.max != Some(r.min) {
+                parts[at] = Hir::repetition(Repetition {
+                    min: r.min,
+                    max: Some(r.min),
+                    greedy: r.greedy,
+                    sub: r.sub.clone(),
+                });
+                changed = true;
+            }
+            break;
+        }
+    }
+    // an expression reduced to nothing matches everywhere: leave it alone
+    (changed && !parts.is_empty()).then(|| Hir::concat(parts))
 }
 
 /// What one value (alternative) of a detection item checks.
@@ -934,12 +988,23 @@ impl Compiler<'_> {
             .into_iter()
             .map(|a| self.atoms.intern(field, a))
             .collect();
+        // the trimmed form carries its flags in the HIR (case folding is
+        // already applied to its classes), so it is built without them
+        let search = trim_for_search(&hir).and_then(|t| {
+            RegexBuilder::new(&t.to_string())
+                .size_limit(REGEX_SIZE_LIMIT)
+                .dfa_size_limit(REGEX_DFA_SIZE_LIMIT)
+                .build()
+                .ok()
+                .map(Box::new)
+        });
         wrap_neq(
             flags,
             Matcher::Regex(RegexMatcher {
                 regex,
                 source: src.clone(),
                 atoms,
+                search,
             }),
         )
     }
@@ -1507,6 +1572,58 @@ mod tests {
         assert!(Cidr::parse("0.0.0.0/0")
             .unwrap()
             .contains("1.2.3.4".parse().unwrap()));
+    }
+
+    #[test]
+    fn trimmed_regexes_match_where_the_originals_do() {
+        let cases = [
+            (r"-k\s\w{1,64}(?:\s?(?:-p|-s))?", Some(r"-k\s\w")),
+            (
+                r"\w+`(?:\w+|-|.)`[\w+|\s]",
+                Some(r"\w`(?:\w+|-|.)`[\w+|\s]"),
+            ),
+            (r"(?i)a{2,5}b", Some(r"(?i)a{2}b")),
+            (r"\Aab{1,3}", Some(r"\Aab")),
+            (r"ab{1,3}$", None),
+            (r"abc", None),
+            (r"(ab{1,3})", None),
+            (r"x?", None),
+        ];
+        let hays = [
+            "svchost.exe -k netsvcs -p -s Schedule",
+            "svchost.exe -k",
+            "svchost.exe -k ",
+            "svchost.exe -k é",
+            "IN`V`o`Ke-eXp`ResSIOn",
+            "aab",
+            "AAB",
+            "ab",
+            "abbbbbb",
+            "xabbb",
+            "",
+        ];
+        for (src, want) in cases {
+            let hir = regex_syntax::ParserBuilder::new()
+                .build()
+                .parse(src)
+                .unwrap();
+            let trimmed = trim_for_search(&hir);
+            match (want, &trimmed) {
+                (None, None) => continue,
+                (Some(w), Some(t)) => {
+                    let expect = regex_syntax::ParserBuilder::new().build().parse(w).unwrap();
+                    assert_eq!(t, &expect, "{src}");
+                }
+                _ => panic!("{src}: got {trimmed:?}"),
+            }
+            let (orig, fast) = (
+                Regex::new(src).unwrap(),
+                Regex::new(&trimmed.unwrap().to_string()).unwrap(),
+            );
+            for h in hays {
+                assert_eq!(orig.is_match(h), fast.is_match(h), "{src} on {h:?}");
+            }
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ use smallvec::SmallVec;
 
 use crate::compile::{
     parse_decimal, AnyContains, AtomId, CompiledRule, Expr, FieldId, Item, Matcher, RefMode,
-    SearchExpr, StrMatcher, FIELD_INGESTED, FIELD_ORIGINAL, FIELD_TIMESTAMP,
+    RegexMatcher, SearchExpr, StrMatcher, FIELD_INGESTED, FIELD_ORIGINAL, FIELD_TIMESTAMP,
 };
 use crate::modifier::TimePart;
 use crate::value::lowercase_into;
@@ -478,6 +478,14 @@ impl<'a> Ctx<'a> {
                 v.elems
                     .iter()
                     .any(|(e, low)| !matches!(e, Elem::Null) && !elem_match(inner, *e, *low))
+            }
+            Matcher::Regex(RegexMatcher {
+                search: Some(fast), ..
+            }) if self.scanned.is_some() => {
+                let mut buf = String::new();
+                v.elems
+                    .iter()
+                    .any(|(e, _)| text_of(*e, &mut buf).is_some_and(|t| fast.is_match(t)))
             }
             other => v.elems.iter().any(|(e, low)| elem_match(other, *e, *low)),
         }
