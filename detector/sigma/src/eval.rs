@@ -7,6 +7,7 @@
 //! occur. Matchers then read that state; nothing is lower-cased or looked up
 //! twice.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Timelike, Utc};
@@ -496,27 +497,34 @@ impl<'a> Ctx<'a> {
         if !a.present || !b.present {
             return false;
         }
-        let text = |e: &Elem<'_>, low: &Option<&str>| -> Option<String> {
+        // Borrow the prepared lower-cased text (or the string itself when
+        // cased) instead of rendering and allocating per element: fieldref
+        // rules such as "Image equals ParentImage" run on every process
+        // creation.
+        let text = |e: &Elem<'a>, low: &Option<&'a str>| -> Option<Cow<'a, str>> {
+            match (cased, e, low) {
+                (false, _, Some(l)) => return Some(Cow::Borrowed(*l)),
+                (true, Elem::Str(s), _) => return Some(Cow::Borrowed(*s)),
+                _ => {}
+            }
             let mut raw = String::new();
             if !render_elem(*e, &mut raw) {
                 return None;
             }
             if cased {
-                Some(raw)
+                Some(Cow::Owned(raw))
             } else {
-                Some(
-                    low.map(str::to_owned)
-                        .unwrap_or_else(|| crate::value::lowercase(&raw)),
-                )
+                Some(Cow::Owned(crate::value::lowercase(&raw)))
             }
         };
-        let bs: Vec<String> = b.elems.iter().filter_map(|(e, l)| text(e, l)).collect();
+        let bs: SmallVec<[Cow<'a, str>; 2]> =
+            b.elems.iter().filter_map(|(e, l)| text(e, l)).collect();
         a.elems.iter().filter_map(|(e, l)| text(e, l)).any(|t| {
             bs.iter().any(|b| match mode {
                 RefMode::Exact => t == *b,
-                RefMode::Prefix => t.starts_with(b.as_str()),
-                RefMode::Suffix => t.ends_with(b.as_str()),
-                RefMode::Contains => t.contains(b.as_str()),
+                RefMode::Prefix => t.starts_with(b.as_ref()),
+                RefMode::Suffix => t.ends_with(b.as_ref()),
+                RefMode::Contains => t.contains(b.as_ref()),
             })
         })
     }
