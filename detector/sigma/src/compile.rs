@@ -1366,7 +1366,8 @@ fn union(parts: impl Iterator<Item = Option<Vec<AtomId>>>) -> Option<Vec<AtomId>
     Some(out)
 }
 
-/// Most clauses a rule's trigger keeps (the route tracks them in a byte).
+/// Most clauses a rule's trigger keeps: more would cost bit tests per
+/// candidate for little extra selectivity.
 pub const MAX_CLAUSES: usize = 6;
 /// Largest CNF an OR may multiply out to before it falls back to one clause.
 const MAX_PRODUCT: usize = 8;
