@@ -64,6 +64,10 @@ pub struct DetectorSection {
     /// an alert waits at most this long (plus the commit) to be released.
     #[serde(with = "duration")]
     pub batch_wait: Duration,
+    /// Threads that decode events and evaluate Sigma rules for stage 1,
+    /// beside the stage's own thread (which polls Kafka and keeps the
+    /// state). 0 evaluates on the stage's thread.
+    pub match_workers: usize,
     /// How often an agency's collectors are checked for silence.
     #[serde(with = "duration")]
     pub silence_check_interval: Duration,
@@ -76,6 +80,7 @@ impl Default for DetectorSection {
             group_prefix: "qalqan-detector".into(),
             batch_size: 20000,
             batch_wait: Duration::from_millis(100),
+            match_workers: 1,
             silence_check_interval: Duration::from_secs(10),
         }
     }
@@ -229,6 +234,13 @@ impl Validate for DetectorConfig {
                 "detector.batch_size",
                 format!("{} is out of range", d.batch_size),
                 "use 1 to 1000000 (20000 is a good default)",
+            ));
+        }
+        if d.match_workers > 64 {
+            return Err(Invalid::new(
+                "detector.match_workers",
+                format!("{} is out of range", d.match_workers),
+                "use 0 to 64: about one per core left after Kafka and the other roles",
             ));
         }
         let t = &self.topics;

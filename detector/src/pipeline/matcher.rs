@@ -18,7 +18,8 @@ use qalqan_core::alert::{Alert, Evidence};
 use qalqan_core::Event;
 use qalqan_correlation::set::MatchedEvent;
 use qalqan_correlation::{Signal, SuppressPolicy};
-use qalqan_sigma::engine::Scratch;
+use qalqan_sigma::engine::{Matches, Scratch};
+use qalqan_sigma::RuleIdx;
 
 use crate::health::{is_heartbeat, HeartbeatTracker, SequenceTracker};
 use crate::metrics::Metrics;
@@ -51,6 +52,9 @@ pub struct Matcher {
     pub heartbeats: HeartbeatTracker,
     pub sequences: SequenceTracker,
     metrics: Arc<Metrics>,
+    /// `events_total` per agency, looked up once per agency instead of
+    /// hashing the label for every event.
+    events_in: Vec<(String, prometheus::IntCounter)>,
 }
 
 /// Settings of stage 1.
@@ -90,6 +94,7 @@ impl Matcher {
             heartbeats: HeartbeatTracker::new(settings.silence_after),
             sequences: SequenceTracker::new(settings.reorder_window),
             metrics,
+            events_in: Vec::new(),
         }
     }
 
@@ -104,6 +109,10 @@ impl Matcher {
         &self.rules
     }
 
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
     /// Processes one event of `agency`. `event_id` identifies the event
     /// (its `event.id`, or one derived from its position); `ordinal` is its
     /// position in its source, used to order simultaneous events.
@@ -115,7 +124,35 @@ impl Matcher {
         ordinal: u64,
         out: &mut MatchOutput,
     ) {
-        self.metrics.events_in.with_label_values(&[agency]).inc();
+        let matches = if is_heartbeat(event) {
+            Matches::new()
+        } else {
+            self.rules.sigma.evaluate_with(event, &mut self.scratch)
+        };
+        self.process_evaluated(agency, event, event_id, ordinal, &matches, out);
+    }
+
+    /// [`Matcher::process`] for an event whose Sigma matches were found
+    /// elsewhere (stage 1's worker threads) with this matcher's rule set,
+    /// [`Matcher::rules`]: everything that keeps state happens here, in
+    /// event order.
+    pub fn process_evaluated(
+        &mut self,
+        agency: &str,
+        event: &Event,
+        event_id: &str,
+        ordinal: u64,
+        matches: &[RuleIdx],
+        out: &mut MatchOutput,
+    ) {
+        match self.events_in.iter().find(|(a, _)| a == agency) {
+            Some((_, counter)) => counter.inc(),
+            None => {
+                let counter = self.metrics.events_in.with_label_values(&[agency]);
+                counter.inc();
+                self.events_in.push((agency.to_owned(), counter));
+            }
+        }
         if is_heartbeat(event) {
             self.observe_heartbeat(agency, event);
             return;
@@ -142,7 +179,6 @@ impl Matcher {
             }
         }
         let rules = Arc::clone(&self.rules);
-        let matches = rules.sigma.evaluate_with(event, &mut self.scratch);
         if matches.is_empty() {
             return;
         }
@@ -189,6 +225,13 @@ impl Matcher {
                     let mut key = alert.group.clone();
                     key.insert("\u{0}agency".into(), alert.agency.clone());
                     alert.id = qalqan_core::alert::alert_id(&alert.rule.id, &key, &period_start);
+                    // The window starts with the period, so a replay in
+                    // which another event of the period comes first gives
+                    // the same id *and* the same time: ClickHouse's
+                    // ReplacingMergeTree, keyed by (agency, time, id),
+                    // then collapses the two. The event's own time stays
+                    // in `window_end` and the evidence.
+                    alert.window_start = period_start.min(event.timestamp);
                 }
                 None => {
                     alert.group.insert("event.id".into(), event_id.to_owned());

@@ -7,7 +7,6 @@
 //! batch is read again, never lost; deterministic alert and event ids make
 //! the repetition collapse downstream.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -484,31 +483,76 @@ impl Outputs {
 /// The next offset to commit per (topic, partition) of the current batch.
 #[derive(Debug, Default)]
 pub struct Progress {
-    next: BTreeMap<(String, i32), i64>,
+    /// One entry per partition seen in the batch: a handful, so a scan
+    /// (starting at the partition of the previous message) beats a map
+    /// whose key would be allocated for every message.
+    parts: Vec<PartitionProgress>,
+    last: usize,
+}
+
+#[derive(Debug)]
+struct PartitionProgress {
+    topic: String,
+    partition: i32,
+    /// Offset of the batch's first message here: where to rewind to.
+    first: i64,
+    /// Offset after the last handled message: what to commit.
+    next: i64,
 }
 
 impl Progress {
     /// Notes that the message at `offset` is handled.
     pub fn handled(&mut self, topic: &str, partition: i32, offset: i64) {
-        match self.next.get_mut(&(topic.to_owned(), partition)) {
-            Some(n) => *n = (*n).max(offset + 1),
+        let same = |p: &PartitionProgress| p.partition == partition && p.topic == topic;
+        let at = match self.parts.get(self.last) {
+            Some(p) if same(p) => Some(self.last),
+            _ => self.parts.iter().position(same),
+        };
+        match at {
+            Some(i) => {
+                let p = &mut self.parts[i];
+                p.first = p.first.min(offset);
+                p.next = p.next.max(offset + 1);
+                self.last = i;
+            }
             None => {
-                self.next.insert((topic.to_owned(), partition), offset + 1);
+                self.parts.push(PartitionProgress {
+                    topic: topic.to_owned(),
+                    partition,
+                    first: offset,
+                    next: offset + 1,
+                });
+                self.last = self.parts.len() - 1;
             }
         }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.next.is_empty()
+    /// Where the batch began in each partition, to rewind an aborted batch.
+    pub fn first_offsets(&self) -> impl Iterator<Item = (&str, i32, i64)> {
+        self.parts
+            .iter()
+            .map(|p| (p.topic.as_str(), p.partition, p.first))
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    /// The next offset to commit per partition, in (topic, partition) order.
     pub fn partitions(&self) -> impl Iterator<Item = (&str, i32, i64)> {
-        self.next.iter().map(|((t, p), o)| (t.as_str(), *p, *o))
+        let mut list: Vec<(&str, i32, i64)> = self
+            .parts
+            .iter()
+            .map(|p| (p.topic.as_str(), p.partition, p.next))
+            .collect();
+        list.sort_unstable();
+        list.into_iter()
     }
 
     /// Forgets the noted offsets (after an aborted batch).
     pub fn clear(&mut self) {
-        self.next.clear();
+        self.parts.clear();
+        self.last = 0;
     }
 
     /// Commits the noted offsets (synchronously), with optional commit
@@ -519,25 +563,25 @@ impl Progress {
         consumer: &BaseConsumer<C>,
         metadata: impl Fn(&str, i32) -> Option<String>,
     ) -> Result<(), KafkaError> {
-        if self.next.is_empty() {
+        if self.parts.is_empty() {
             return Ok(());
         }
         let tpl = self.to_list(metadata);
-        self.next.clear();
+        self.clear();
         consumer.commit(&tpl, CommitMode::Sync)
     }
 
     /// The noted offsets as a partition list.
     pub fn to_list(&self, metadata: impl Fn(&str, i32) -> Option<String>) -> TopicPartitionList {
         let mut tpl = TopicPartitionList::new();
-        for ((topic, partition), offset) in &self.next {
-            let elem = tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset));
+        for (topic, partition, offset) in self.partitions() {
+            let elem = tpl.add_partition_offset(topic, partition, Offset::Offset(offset));
             if let Err(e) = elem {
                 tracing::warn!("offset {offset} of {topic}/{partition} not committable: {e}");
                 continue;
             }
-            if let Some(md) = metadata(topic, *partition) {
-                if let Some(mut el) = tpl.find_partition(topic, *partition) {
+            if let Some(md) = metadata(topic, partition) {
+                if let Some(mut el) = tpl.find_partition(topic, partition) {
                     el.set_metadata(md);
                 }
             }
@@ -581,5 +625,9 @@ mod tests {
             .map(|(t, p, o)| (t.to_owned(), p, o))
             .collect();
         assert_eq!(got, vec![("a".into(), 0, 6), ("a".into(), 1, 8)]);
+        let first: Vec<_> = p.first_offsets().map(|(_, p, o)| (p, o)).collect();
+        assert_eq!(first, vec![(0, 3), (1, 7)]);
+        p.clear();
+        assert!(p.is_empty());
     }
 }

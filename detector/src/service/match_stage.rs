@@ -8,7 +8,6 @@
 //! with event time (see [`crate::service::bundle`]), so stage 2 finds every
 //! signal of one group key in one partition and can seek back by time.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,6 +17,7 @@ use qalqan_core::Alert;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset};
 
+use crate::config::DetectorConfig;
 use crate::pipeline::matcher::MatcherSettings;
 use crate::pipeline::{MatchOutput, Matcher};
 use crate::service::bundle::{Bundle, Bundler};
@@ -25,6 +25,7 @@ use crate::service::decode::Decoder;
 use crate::service::kafka::{
     consumer_config, next_in_batch, LagReporter, Outputs, PlainContext, Progress,
 };
+use crate::service::match_workers::{Evaluated, MatchWorkers, OwnedMessage, CHUNK};
 use crate::service::Shared;
 
 /// Sends a bundle of signals to its partition of the signals topic.
@@ -51,6 +52,86 @@ pub fn send_alert(outputs: &Outputs, topic: &str, alert: &Alert) {
     );
 }
 
+/// Seeks every partition of an aborted batch back to its first message.
+fn rewind(consumer: &BaseConsumer<PlainContext>, progress: &Progress) {
+    for (topic, partition, offset) in progress.first_offsets() {
+        if let Err(e) = consumer.seek(
+            topic,
+            partition,
+            Offset::Offset(offset),
+            Duration::from_secs(10),
+        ) {
+            tracing::warn!(%topic, partition, "rewind after abort failed: {e}");
+        }
+    }
+}
+
+/// The stateful half of stage 1 for finished chunks, in message order.
+struct Finish<'a> {
+    cfg: &'a DetectorConfig,
+    outputs: &'a Outputs,
+    bundler: &'a mut Bundler,
+    matcher: &'a mut Matcher,
+    out: &'a mut MatchOutput,
+}
+
+impl Finish<'_> {
+    fn chunk(&mut self, done: Vec<Evaluated>) {
+        for item in done {
+            self.one(item);
+        }
+    }
+
+    fn one(&mut self, item: Evaluated) {
+        let cfg = self.cfg;
+        let metrics = self.matcher.metrics();
+        let m = &item.message;
+        match item.outcome {
+            Err(bad) => {
+                metrics.deadletters.with_label_values(&[bad.kind]).inc();
+                tracing::warn!(topic = %m.topic, partition = m.partition, offset = m.offset, reason = %bad.reason, "message sent to the dead-letter topic");
+                self.outputs.dead_letter(
+                    &cfg.topics.deadletter,
+                    &bad.reason,
+                    "match",
+                    &m.topic,
+                    m.partition,
+                    m.offset,
+                    m.key.as_deref(),
+                    m.payload.as_deref().unwrap_or_default(),
+                );
+            }
+            Ok((d, matches)) => {
+                if let Some(parser) = d.parser {
+                    metrics.raw_parsed.with_label_values(&[parser]).inc();
+                }
+                self.out.clear();
+                self.matcher.process_evaluated(
+                    &d.agency,
+                    &d.event,
+                    &d.event_id,
+                    m.offset.max(0) as u64,
+                    &matches,
+                    self.out,
+                );
+                for alert in self.out.alerts.drain(..) {
+                    send_alert(self.outputs, &cfg.topics.alerts, &alert);
+                }
+                let now_ms = Utc::now().timestamp_millis();
+                for signal in self.out.signals.drain(..) {
+                    match self.bundler.add(&signal, now_ms) {
+                        Ok(Some(full)) => send_bundle(self.outputs, &cfg.topics.signals, full),
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::error!(rule = %signal.correlation, "signal not encodable: {e}")
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Runs stage 1 until `shared.stop` is set.
 pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
     let cfg = &shared.config;
@@ -75,7 +156,8 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
         &format!("{}-match-out", shared.instance),
         &format!("{group}-{}", shared.instance),
     )?;
-    let decoder = Decoder::new(&cfg.topics, shared.parse_options())?;
+    let decoder = Arc::new(Decoder::new(&cfg.topics, shared.parse_options())?);
+    let mut workers = MatchWorkers::new(cfg.detector.match_workers, Arc::clone(&decoder))?;
     let mut bundler = Bundler::new(outputs.partition_count(&cfg.topics.signals)?);
     let mut partitions_checked = Instant::now();
     let settings = MatcherSettings {
@@ -88,7 +170,7 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
     let mut out = MatchOutput::default();
     let mut progress = Progress::default();
     let mut last_silence_check = Instant::now();
-    tracing::info!(%group, events = %cfg.topics.events, raw = %cfg.topics.raw, "stage 1 (match) started");
+    tracing::info!(%group, events = %cfg.topics.events, raw = %cfg.topics.raw, workers = cfg.detector.match_workers, "stage 1 (match) started");
 
     while !shared.stop.load(Ordering::Acquire) {
         if shared.rules.generation() != generation {
@@ -99,13 +181,14 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
         let started = Instant::now();
         let mut handled = 0usize;
         let mut in_txn = false;
-        let mut first_offsets: BTreeMap<(String, i32), i64> = BTreeMap::new();
         let mut deadline: Option<Instant> = None;
+        let mut lost: Option<anyhow::Error> = None;
+        let mut chunk: Vec<OwnedMessage> = Vec::with_capacity(CHUNK);
         consumer
             .context()
             .rebalanced
             .store(false, Ordering::Release);
-        while handled < cfg.detector.batch_size {
+        while handled < cfg.detector.batch_size && lost.is_none() {
             let Some(msg) = next_in_batch(
                 &consumer,
                 &mut deadline,
@@ -119,54 +202,66 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
                 outputs.begin_transaction()?;
                 in_txn = true;
             }
-            let (topic, partition, offset) = (msg.topic(), msg.partition(), msg.offset());
-            first_offsets
-                .entry((topic.to_owned(), partition))
-                .or_insert(offset);
-            match decoder.decode(topic, partition, offset, msg.payload()) {
-                Err(bad) => {
-                    metrics.deadletters.with_label_values(&[bad.kind]).inc();
-                    tracing::warn!(%topic, partition, offset, reason = %bad.reason, "message sent to the dead-letter topic");
-                    outputs.dead_letter(
-                        &cfg.topics.deadletter,
-                        &bad.reason,
-                        "match",
-                        topic,
-                        partition,
-                        offset,
-                        msg.key(),
-                        msg.payload().unwrap_or_default(),
-                    );
-                }
-                Ok(d) => {
-                    if let Some(parser) = d.parser {
-                        metrics.raw_parsed.with_label_values(&[parser]).inc();
-                    }
-                    out.clear();
-                    matcher.process(
-                        &d.agency,
-                        &d.event,
-                        &d.event_id,
-                        offset.max(0) as u64,
-                        &mut out,
-                    );
-                    for alert in out.alerts.drain(..) {
-                        send_alert(&outputs, &cfg.topics.alerts, &alert);
-                    }
-                    let now_ms = Utc::now().timestamp_millis();
-                    for signal in out.signals.drain(..) {
-                        match bundler.add(&signal, now_ms) {
-                            Ok(Some(full)) => send_bundle(&outputs, &cfg.topics.signals, full),
-                            Ok(None) => {}
-                            Err(e) => {
-                                tracing::error!(rule = %signal.correlation, "signal not encodable: {e}")
-                            }
+            // Offsets are noted as messages are read: they are committed
+            // only if every chunk of the batch was finished.
+            progress.handled(msg.topic(), msg.partition(), msg.offset());
+            chunk.push(workers.own(&msg));
+            handled += 1;
+            if chunk.len() >= CHUNK {
+                workers.submit(
+                    matcher.rules(),
+                    std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)),
+                );
+                while workers.outstanding() >= workers.capacity() {
+                    let mut fin = Finish {
+                        cfg,
+                        outputs: &outputs,
+                        bundler: &mut bundler,
+                        matcher: &mut matcher,
+                        out: &mut out,
+                    };
+                    match workers.next_done() {
+                        Ok(Some(done)) => fin.chunk(done),
+                        Ok(None) => break,
+                        Err(e) => {
+                            lost = Some(e);
+                            break;
                         }
                     }
                 }
             }
-            progress.handled(topic, partition, offset);
-            handled += 1;
+        }
+        workers.submit(matcher.rules(), chunk);
+        loop {
+            let mut fin = Finish {
+                cfg,
+                outputs: &outputs,
+                bundler: &mut bundler,
+                matcher: &mut matcher,
+                out: &mut out,
+            };
+            match workers.next_done() {
+                Ok(Some(done)) => fin.chunk(done),
+                Ok(None) => break,
+                Err(e) => {
+                    lost.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = lost {
+            tracing::error!("{e:#}; the batch is aborted and read again");
+            if in_txn && !outputs.abort_transaction() {
+                outputs = Outputs::transactional(
+                    &cfg.kafka,
+                    &format!("{}-match-out", shared.instance),
+                    &format!("{group}-{}", shared.instance),
+                )?;
+            }
+            rewind(&consumer, &progress);
+            progress.clear();
+            bundler.clear();
+            workers = MatchWorkers::new(cfg.detector.match_workers, Arc::clone(&decoder))?;
+            continue;
         }
         if last_silence_check.elapsed() >= cfg.detector.silence_check_interval {
             last_silence_check = Instant::now();
@@ -218,7 +313,6 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
             continue;
         }
         let offsets = progress.to_list(|_, _| None);
-        progress.clear();
         let t_commit = Instant::now();
         let r = outputs.commit_transaction(&consumer, &offsets);
         tracing::debug!(
@@ -238,18 +332,11 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
                     &format!("{group}-{}", shared.instance),
                 )?;
             }
-            for ((topic, partition), offset) in &first_offsets {
-                if let Err(e) = consumer.seek(
-                    topic,
-                    *partition,
-                    Offset::Offset(*offset),
-                    Duration::from_secs(10),
-                ) {
-                    tracing::warn!(%topic, partition, "rewind after abort failed: {e}");
-                }
-            }
+            rewind(&consumer, &progress);
+            progress.clear();
             continue;
         }
+        progress.clear();
         metrics
             .stage_latency
             .with_label_values(&["match"])

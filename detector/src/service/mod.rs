@@ -17,6 +17,7 @@ pub mod correlate_stage;
 pub mod decode;
 pub mod kafka;
 pub mod match_stage;
+pub mod match_workers;
 pub mod reload;
 
 use std::sync::atomic::{AtomicBool, Ordering};
