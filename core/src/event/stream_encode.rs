@@ -15,79 +15,219 @@
 //! left out: the typed members stand for them.
 
 use std::cmp::Ordering;
+
 use std::fmt::Write as _;
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
 
 use super::{format_ts, Event, Value, SCHEMA_VERSION};
 
-/// What one entry writes.
-enum Out<'a> {
-    Field(&'a Value),
-    Text(&'a str),
+/// Where a value in the text comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Src {
+    /// The `i`-th entry of the event's field list.
+    Field(usize),
+    Timestamp,
+    Ingested,
+    Original,
+    Product,
+    Service,
+    Category,
 }
 
 struct Entry<'a> {
     /// [`segment_prefix`] of `name`, computed once.
     prefix: u64,
     name: &'a str,
-    out: Out<'a>,
+    src: Src,
 }
 
 impl<'a> Entry<'a> {
-    fn new(name: &'a str, out: Out<'a>) -> Self {
+    fn new(name: &'a str, src: Src) -> Self {
         Entry {
             prefix: segment_prefix(name),
             name,
-            out,
+            src,
         }
+    }
+}
+
+/// The text of an event with given field names, as fixed fragments (keys,
+/// braces, commas) between values: events of one parser share it, so it
+/// is worked out once and reused (see [`PlanCache`]).
+struct Plan {
+    /// The field names it was made for, in field-list order.
+    names: Vec<std::borrow::Cow<'static, str>>,
+    /// Which logsource members are present (bit 0 product, 1 service, 2
+    /// category): they are part of the text's shape.
+    logsource: u8,
+    parts: Vec<(String, Src)>,
+    tail: String,
+}
+
+/// Plans of the most recent field-name shapes, most recent first.
+#[derive(Default)]
+struct PlanCache {
+    plans: Vec<Plan>,
+}
+
+/// Shapes kept per thread: a collector sees a handful of line shapes per
+/// parser; foreign JSON with ever-new keys just cycles through.
+const PLANS_KEPT: usize = 32;
+
+thread_local! {
+    static PLANS: std::cell::RefCell<PlanCache> = std::cell::RefCell::new(PlanCache::default());
+}
+
+fn logsource_bits(ev: &Event) -> u8 {
+    u8::from(ev.logsource.product.is_some())
+        | u8::from(ev.logsource.service.is_some()) << 1
+        | u8::from(ev.logsource.category.is_some()) << 2
+}
+
+/// Same name: static names (what parsers set) compare by address first.
+fn same_name(a: &std::borrow::Cow<'static, str>, b: &std::borrow::Cow<'static, str>) -> bool {
+    use std::borrow::Cow::Borrowed;
+    match (a, b) {
+        (Borrowed(x), Borrowed(y)) if std::ptr::eq(*x, *y) => true,
+        _ => a == b,
+    }
+}
+
+impl Plan {
+    fn fits(&self, ev: &Event) -> bool {
+        self.logsource == logsource_bits(ev)
+            && self.names.len() == ev.fields.0.len()
+            && self
+                .names
+                .iter()
+                .zip(&ev.fields.0)
+                .all(|(a, (b, _))| same_name(a, b))
+    }
+
+    fn make(ev: &Event) -> Plan {
+        let mut entries: Vec<Entry<'_>> = Vec::with_capacity(ev.fields.len() + 2);
+        for (i, (name, _)) in ev.fields.0.iter().enumerate() {
+            if !is_reserved(name) {
+                entries.push(Entry::new(name, Src::Field(i)));
+            }
+        }
+        entries.push(Entry::new("event.ingested", Src::Ingested));
+        entries.push(Entry::new("event.original", Src::Original));
+        // The first eight bytes decide most comparisons in one integer compare.
+        entries.sort_unstable_by(|a, b| {
+            a.prefix
+                .cmp(&b.prefix)
+                .then_with(|| by_segments(a.name, b.name))
+        });
+        let mut rec = Recorder::default();
+        rec.text.push_str("{\"schema_version\":");
+        let _ = write!(rec.text, "{SCHEMA_VERSION}");
+        rec.text.push_str(",\"@timestamp\":");
+        rec.value(Src::Timestamp);
+        rec.text.push(',');
+        write_level(&mut rec, &entries, 0);
+        rec.text.push_str(",\"logsource\":{");
+        let mut first = true;
+        for (k, present, src) in [
+            ("product", ev.logsource.product.is_some(), Src::Product),
+            ("service", ev.logsource.service.is_some(), Src::Service),
+            ("category", ev.logsource.category.is_some(), Src::Category),
+        ] {
+            if present {
+                if !first {
+                    rec.text.push(',');
+                }
+                first = false;
+                write_str(&mut rec.text, k);
+                rec.text.push(':');
+                rec.value(src);
+            }
+        }
+        rec.text.push_str("}}");
+        Plan {
+            names: ev.fields.0.iter().map(|(k, _)| k.clone()).collect(),
+            logsource: logsource_bits(ev),
+            parts: rec.parts,
+            tail: rec.text,
+        }
+    }
+
+    fn render(&self, ev: &Event, buf: &mut String) {
+        for (text, src) in &self.parts {
+            buf.push_str(text);
+            match *src {
+                Src::Field(i) => {
+                    if let Some((_, v)) = ev.fields.0.get(i) {
+                        write_value(buf, v);
+                    }
+                }
+                Src::Timestamp | Src::Ingested => {
+                    buf.push('"');
+                    push_ts(
+                        buf,
+                        if *src == Src::Timestamp {
+                            &ev.timestamp
+                        } else {
+                            &ev.ingested
+                        },
+                    );
+                    buf.push('"');
+                }
+                Src::Original => write_str(buf, &ev.original),
+                Src::Product | Src::Service | Src::Category => {
+                    let v = match src {
+                        Src::Product => &ev.logsource.product,
+                        Src::Service => &ev.logsource.service,
+                        _ => &ev.logsource.category,
+                    };
+                    write_str(buf, v.as_deref().unwrap_or_default());
+                }
+            }
+        }
+        buf.push_str(&self.tail);
+    }
+}
+
+/// Collects a plan's fragments while the layout is walked.
+#[derive(Default)]
+struct Recorder {
+    parts: Vec<(String, Src)>,
+    text: String,
+}
+
+impl Recorder {
+    fn value(&mut self, src: Src) {
+        self.parts.push((std::mem::take(&mut self.text), src));
     }
 }
 
 /// Appends the wire form of `ev` to `buf`.
 pub(super) fn encode(ev: &Event, buf: &mut String) {
-    let mut ingested = String::with_capacity(32);
-    push_ts(&mut ingested, &ev.ingested);
-    let mut entries: Vec<Entry<'_>> = Vec::with_capacity(ev.fields.len() + 2);
-    for (name, value) in ev.fields.iter() {
-        if !is_reserved(name) {
-            entries.push(Entry::new(name, Out::Field(value)));
-        }
-    }
-    entries.push(Entry::new("event.ingested", Out::Text(&ingested)));
-    entries.push(Entry::new("event.original", Out::Text(&ev.original)));
-    // The first eight bytes decide most comparisons in one integer compare.
-    entries.sort_unstable_by(|a, b| {
-        a.prefix
-            .cmp(&b.prefix)
-            .then_with(|| by_segments(a.name, b.name))
-    });
-
-    buf.push_str("{\"schema_version\":");
-    let _ = write!(buf, "{SCHEMA_VERSION}");
-    buf.push_str(",\"@timestamp\":\"");
-    push_ts(buf, &ev.timestamp);
-    buf.push('"');
-    buf.push(',');
-    write_level(buf, &entries, 0);
-    buf.push_str(",\"logsource\":{");
-    let mut first = true;
-    for (k, v) in [
-        ("product", &ev.logsource.product),
-        ("service", &ev.logsource.service),
-        ("category", &ev.logsource.category),
-    ] {
-        if let Some(v) = v {
-            if !first {
-                buf.push(',');
+    PLANS.with(|cache| {
+        let Ok(mut cache) = cache.try_borrow_mut() else {
+            // Only reachable re-entrantly; no cache then.
+            Plan::make(ev).render(ev, buf);
+            return;
+        };
+        let plans = &mut cache.plans;
+        match plans.iter().position(|p| p.fits(ev)) {
+            Some(0) => {}
+            Some(i) => {
+                let plan = plans.remove(i);
+                plans.insert(0, plan);
             }
-            first = false;
-            write_str(buf, k);
-            buf.push(':');
-            write_str(buf, v);
+            None => {
+                if plans.len() >= PLANS_KEPT {
+                    plans.pop();
+                }
+                plans.insert(0, Plan::make(ev));
+            }
         }
-    }
-    buf.push_str("}}");
+        if let Some(plan) = plans.first() {
+            plan.render(ev, buf);
+        }
+    });
 }
 
 /// Appends [`format_ts`]'s text (`2026-11-27T05:00:01.123456Z`) without
@@ -154,9 +294,9 @@ fn by_segments(a: &str, b: &str) -> Ordering {
     }
 }
 
-/// Writes the members of one object (without braces): `entries` all share
-/// the first `from` bytes of their names, which name this object.
-fn write_level(buf: &mut String, entries: &[Entry<'_>], from: usize) {
+/// Lays out the members of one object (without braces): `entries` all
+/// share the first `from` bytes of their names, which name this object.
+fn write_level(rec: &mut Recorder, entries: &[Entry<'_>], from: usize) {
     let mut i = 0;
     let mut first = true;
     while i < entries.len() {
@@ -171,7 +311,7 @@ fn write_level(buf: &mut String, entries: &[Entry<'_>], from: usize) {
             end += 1;
         }
         if !first {
-            buf.push(',');
+            rec.text.push(',');
         }
         first = false;
         let run = &entries[i..end];
@@ -180,17 +320,17 @@ fn write_level(buf: &mut String, entries: &[Entry<'_>], from: usize) {
             // the longer names as literal dotted keys.
             for (k, e) in run.iter().enumerate() {
                 if k > 0 {
-                    buf.push(',');
+                    rec.text.push(',');
                 }
-                write_str(buf, &e.name[from..]);
-                buf.push(':');
-                write_out(buf, &e.out);
+                write_str(&mut rec.text, &e.name[from..]);
+                rec.text.push(':');
+                rec.value(e.src);
             }
         } else {
-            write_str(buf, segment);
-            buf.push_str(":{");
-            write_level(buf, run, from + segment.len() + 1);
-            buf.push('}');
+            write_str(&mut rec.text, segment);
+            rec.text.push_str(":{");
+            write_level(rec, run, from + segment.len() + 1);
+            rec.text.push('}');
         }
         i = end;
     }
@@ -200,13 +340,6 @@ fn write_level(buf: &mut String, entries: &[Entry<'_>], from: usize) {
 fn same_segment(rest: &str, segment: &str) -> bool {
     rest.starts_with(segment)
         && (rest.len() == segment.len() || rest.as_bytes()[segment.len()] == b'.')
-}
-
-fn write_out(buf: &mut String, out: &Out<'_>) {
-    match out {
-        Out::Text(s) => write_str(buf, s),
-        Out::Field(v) => write_value(buf, v),
-    }
 }
 
 fn write_value(buf: &mut String, v: &Value) {
@@ -381,6 +514,38 @@ mod tests {
                 ev.to_json().to_string().matches('{').count(),
                 "one object per parent name: {text}"
             );
+        }
+    }
+
+    #[test]
+    fn a_reused_layout_writes_each_event_its_own_values() {
+        // More shapes than the cache keeps, each seen twice with new values,
+        // and one shape whose logsource members differ.
+        let shape = |k: usize, v: i64| {
+            let mut ev = event(&[
+                ("source.ip", Value::from(format!("10.0.0.{v}"))),
+                ("source.port", Value::Int(v)),
+                (
+                    ["user.name", "user.id", "host.name"][k % 3],
+                    Value::from(format!("u{v}")),
+                ),
+                ("tags", Value::List(vec![Value::Int(v)])),
+            ]);
+            ev.fields.insert(format!("extra.k{k}"), Value::Int(v * 10));
+            if k % 5 == 0 {
+                ev.logsource = LogSource::new(None, Some("sshd"), Some("auth"));
+            }
+            ev.original = format!("line {k} {v}");
+            ev
+        };
+        for round in 0..2 {
+            for k in 0..(PLANS_KEPT + 8) {
+                let ev = shape(k, (round * 1000 + k) as i64);
+                let mut text = String::new();
+                encode(&ev, &mut text);
+                let streamed: Json = serde_json::from_str(&text).expect("valid JSON");
+                assert_eq!(streamed, ev.to_json(), "{text}");
+            }
         }
     }
 
