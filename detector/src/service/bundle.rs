@@ -109,11 +109,28 @@ impl Bundler {
 
 /// The signals of a bundle, each decoded on its own: one bad line does not
 /// take the others with it.
-pub fn signals_of(payload: &[u8]) -> impl Iterator<Item = Result<Signal, serde_json::Error>> + '_ {
-    payload
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
-        .map(Signal::from_json)
+///
+/// A bundle is checked for UTF-8 once, as a whole (fast for the mostly
+/// ASCII text it is); its lines are then read as text, which spares the
+/// JSON reader from validating every string again. A bundle that is not
+/// UTF-8 is read line by line as bytes, so the bad line says so.
+pub fn signals_of(
+    payload: &[u8],
+) -> Box<dyn Iterator<Item = Result<Signal, serde_json::Error>> + '_> {
+    let blank = |l: &[u8]| l.iter().all(u8::is_ascii_whitespace);
+    match std::str::from_utf8(payload) {
+        Ok(text) => Box::new(
+            text.split('\n')
+                .filter(move |l| !blank(l.as_bytes()))
+                .map(serde_json::from_str::<Signal>),
+        ),
+        Err(_) => Box::new(
+            payload
+                .split(|b| *b == b'\n')
+                .filter(move |l| !blank(l))
+                .map(Signal::from_json),
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -191,6 +208,12 @@ mod tests {
             .copied()
             .collect::<Vec<u8>>();
         let results: Vec<_> = signals_of(&mixed).collect();
+        assert!(results[0].is_err());
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), full.signals);
+        // A line that is not UTF-8 spoils only itself too.
+        let mut bytes = b"{\"correlation\":\"\xff\"}\n".to_vec();
+        bytes.extend_from_slice(&full.payload);
+        let results: Vec<_> = signals_of(&bytes).collect();
         assert!(results[0].is_err());
         assert_eq!(results.iter().filter(|r| r.is_ok()).count(), full.signals);
     }
