@@ -11,6 +11,9 @@
 //!    20,000/s) for `QALQAN_BENCH_SECONDS` (default 20), 1% of them SQL
 //!    injection probes from distinct addresses; each alert's delay from the
 //!    event's receive time to the alert being readable in Kafka, p50/p99.
+//!
+//! `QALQAN_BENCH_BATCH` and `QALQAN_BENCH_WORKERS` set the detector's
+//! `batch_size` and `match_workers` (unset: the detector's defaults).
 
 use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
@@ -178,12 +181,15 @@ fn start_detector(brokers: &str, n: &Names) -> std::process::Child {
     .map(|p| format!("{:?}", p.display().to_string()))
     .collect();
     let config = format!(
-        "[detector]\nroles = [\"match\", \"correlate\"]\ngroup_prefix = \"{group}\"\nbatch_size = {batch}\n\
+        "[detector]\nroles = [\"match\", \"correlate\"]\ngroup_prefix = \"{group}\"\nbatch_size = {batch}\n{workers}\
          [topics]\nevents = '^{ev}$'\nraw = '^{ev}\\.raw$'\nsignals = \"{sig}\"\nalerts = \"{al}\"\ndeadletter = \"{al}.dl\"\n\
          [kafka]\nbrokers = \"{brokers}\"\n[rules]\npaths = [{paths}]\npipelines = [{pipelines}]\nwatch = false\n\
          [correlation]\nallowed_lateness = \"10m\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
         group = n.group,
         batch = env_usize("QALQAN_BENCH_BATCH", 20000),
+        workers = std::env::var("QALQAN_BENCH_WORKERS")
+            .map(|n| format!("match_workers = {n}\n"))
+            .unwrap_or_default(),
         ev = n.events.replace('.', "\\."),
         sig = n.signals,
         al = n.alerts,

@@ -66,11 +66,25 @@ pub struct DetectorSection {
     pub batch_wait: Duration,
     /// Threads that decode events and evaluate Sigma rules for stage 1,
     /// beside the stage's own thread (which polls Kafka and keeps the
-    /// state). 0 evaluates on the stage's thread.
-    pub match_workers: usize,
+    /// state). 0 evaluates on the stage's thread. Unset: the cores beyond
+    /// two (Kafka clients and the other roles need those), so 0 on a
+    /// 2-core machine, where a worker only adds hand-over cost.
+    pub match_workers: Option<usize>,
     /// How often an agency's collectors are checked for silence.
     #[serde(with = "duration")]
     pub silence_check_interval: Duration,
+}
+
+impl DetectorSection {
+    /// Stage 1's worker threads: as configured, else the cores beyond two.
+    pub fn match_workers(&self) -> usize {
+        self.match_workers.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .saturating_sub(2)
+                .min(8)
+        })
+    }
 }
 
 impl Default for DetectorSection {
@@ -80,7 +94,7 @@ impl Default for DetectorSection {
             group_prefix: "qalqan-detector".into(),
             batch_size: 20000,
             batch_wait: Duration::from_millis(100),
-            match_workers: 1,
+            match_workers: None,
             silence_check_interval: Duration::from_secs(10),
         }
     }
@@ -236,10 +250,10 @@ impl Validate for DetectorConfig {
                 "use 1 to 1000000 (20000 is a good default)",
             ));
         }
-        if d.match_workers > 64 {
+        if let Some(n @ 65..) = d.match_workers {
             return Err(Invalid::new(
                 "detector.match_workers",
-                format!("{} is out of range", d.match_workers),
+                format!("{n} is out of range"),
                 "use 0 to 64: about one per core left after Kafka and the other roles",
             ));
         }
@@ -353,5 +367,20 @@ mod tests {
             p,
         );
         assert!(ok.is_ok(), "{ok:?}");
+        let e = qalqan_core::config::from_str::<DetectorConfig>(
+            "[kafka]\nbrokers = \"x:1\"\n[detector]\nroles = [\"match\"]\nmatch_workers = 65\n",
+            p,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("detector.match_workers"), "{e}");
+    }
+
+    #[test]
+    fn match_workers_default_to_the_cores_beyond_two() {
+        let mut d = DetectorSection::default();
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(d.match_workers(), cores.saturating_sub(2).min(8));
+        d.match_workers = Some(3);
+        assert_eq!(d.match_workers(), 3);
     }
 }

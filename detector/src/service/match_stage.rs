@@ -157,7 +157,7 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
         &format!("{group}-{}", shared.instance),
     )?;
     let decoder = Arc::new(Decoder::new(&cfg.topics, shared.parse_options())?);
-    let mut workers = MatchWorkers::new(cfg.detector.match_workers, Arc::clone(&decoder))?;
+    let mut workers = MatchWorkers::new(cfg.detector.match_workers(), Arc::clone(&decoder))?;
     let mut bundler = Bundler::new(outputs.partition_count(&cfg.topics.signals)?);
     let mut partitions_checked = Instant::now();
     let settings = MatcherSettings {
@@ -170,7 +170,7 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
     let mut out = MatchOutput::default();
     let mut progress = Progress::default();
     let mut last_silence_check = Instant::now();
-    tracing::info!(%group, events = %cfg.topics.events, raw = %cfg.topics.raw, workers = cfg.detector.match_workers, "stage 1 (match) started");
+    tracing::info!(%group, events = %cfg.topics.events, raw = %cfg.topics.raw, workers = cfg.detector.match_workers(), "stage 1 (match) started");
 
     while !shared.stop.load(Ordering::Acquire) {
         if shared.rules.generation() != generation {
@@ -260,7 +260,7 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
             rewind(&consumer, &progress);
             progress.clear();
             bundler.clear();
-            workers = MatchWorkers::new(cfg.detector.match_workers, Arc::clone(&decoder))?;
+            workers = MatchWorkers::new(cfg.detector.match_workers(), Arc::clone(&decoder))?;
             continue;
         }
         if last_silence_check.elapsed() >= cfg.detector.silence_check_interval {
