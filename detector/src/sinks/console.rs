@@ -84,13 +84,23 @@ impl ConsoleRenderer {
             .filter(|t| t.starts_with("attack.t"))
             .map(|t| t.trim_start_matches("attack."))
             .collect();
-        let _ = write!(
-            out,
-            "         {} events {}–{}",
-            a.count,
-            a.window_start.format("%H:%M:%S"),
-            a.window_end.format("%H:%M:%S")
-        );
+        if a.count == 1 {
+            // One event (a single-event rule): its time, not the window,
+            // which for suppressed rules starts with the suppression period.
+            let _ = write!(
+                out,
+                "         1 event at {}",
+                a.window_end.format("%H:%M:%S")
+            );
+        } else {
+            let _ = write!(
+                out,
+                "         {} events {}–{}",
+                a.count,
+                a.window_start.format("%H:%M:%S"),
+                a.window_end.format("%H:%M:%S")
+            );
+        }
         if let Some(v) = a.value {
             let _ = write!(out, "  value={v}");
         }
@@ -159,5 +169,12 @@ mod tests {
         assert!(ConsoleRenderer { color: true }
             .render(&a)
             .contains("\x1b[1;31m"));
+        // A single event shows its own time, not its suppression period.
+        a.count = 1;
+        a.window_start = now - chrono::Duration::minutes(4);
+        let text = ConsoleRenderer { color: false }.render(&a);
+        let at = format!("1 event at {}", now.format("%H:%M:%S"));
+        assert!(text.contains(&at), "{at} missing in {text}");
+        assert!(!text.contains("events"), "{text}");
     }
 }
