@@ -76,9 +76,27 @@ struct Finish<'a> {
 }
 
 impl Finish<'_> {
-    fn chunk(&mut self, done: Vec<Evaluated>) {
-        for item in done {
-            self.one(item);
+    /// Finishes the workers' chunks, oldest first, until at most `keep`
+    /// are outstanding. A chunk lost with its worker is noted in `lost`
+    /// (the batch is then aborted) and the rest are still taken back.
+    fn take_back(
+        &mut self,
+        workers: &mut MatchWorkers,
+        keep: usize,
+        lost: &mut Option<anyhow::Error>,
+    ) {
+        while workers.outstanding() > keep {
+            match workers.next_done() {
+                Ok(Some(done)) => {
+                    for item in done {
+                        self.one(item);
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    lost.get_or_insert(e);
+                }
+            }
         }
     }
 
@@ -151,11 +169,16 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
     // with the offsets of the events that caused them: a crash or a
     // rebalance never duplicates a signal (which would count an event twice
     // in a correlation) nor loses one.
-    let mut outputs = Outputs::transactional(
-        &cfg.kafka,
-        &format!("{}-match-out", shared.instance),
-        &format!("{group}-{}", shared.instance),
-    )?;
+    // A new producer with the same transactional id also fences off one
+    // that became unusable.
+    let new_outputs = || {
+        Outputs::transactional(
+            &cfg.kafka,
+            &format!("{}-match-out", shared.instance),
+            &format!("{group}-{}", shared.instance),
+        )
+    };
+    let mut outputs = new_outputs()?;
     let decoder = Arc::new(Decoder::new(&cfg.topics, shared.parse_options())?);
     let mut workers = MatchWorkers::new(cfg.detector.match_workers(), Arc::clone(&decoder))?;
     let mut bundler = Bundler::new(outputs.partition_count(&cfg.topics.signals)?);
@@ -212,50 +235,31 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
                     matcher.rules(),
                     std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)),
                 );
-                while workers.outstanding() >= workers.capacity() {
-                    let mut fin = Finish {
-                        cfg,
-                        outputs: &outputs,
-                        bundler: &mut bundler,
-                        matcher: &mut matcher,
-                        out: &mut out,
-                    };
-                    match workers.next_done() {
-                        Ok(Some(done)) => fin.chunk(done),
-                        Ok(None) => break,
-                        Err(e) => {
-                            lost = Some(e);
-                            break;
-                        }
-                    }
-                }
+                // Room for one more chunk before the next is handed out.
+                let keep = workers.capacity() - 1;
+                let mut fin = Finish {
+                    cfg,
+                    outputs: &outputs,
+                    bundler: &mut bundler,
+                    matcher: &mut matcher,
+                    out: &mut out,
+                };
+                fin.take_back(&mut workers, keep, &mut lost);
             }
         }
         workers.submit(matcher.rules(), chunk);
-        loop {
-            let mut fin = Finish {
-                cfg,
-                outputs: &outputs,
-                bundler: &mut bundler,
-                matcher: &mut matcher,
-                out: &mut out,
-            };
-            match workers.next_done() {
-                Ok(Some(done)) => fin.chunk(done),
-                Ok(None) => break,
-                Err(e) => {
-                    lost.get_or_insert(e);
-                }
-            }
-        }
+        let mut fin = Finish {
+            cfg,
+            outputs: &outputs,
+            bundler: &mut bundler,
+            matcher: &mut matcher,
+            out: &mut out,
+        };
+        fin.take_back(&mut workers, 0, &mut lost);
         if let Some(e) = lost {
             tracing::error!("{e:#}; the batch is aborted and read again");
             if in_txn && !outputs.abort_transaction() {
-                outputs = Outputs::transactional(
-                    &cfg.kafka,
-                    &format!("{}-match-out", shared.instance),
-                    &format!("{group}-{}", shared.instance),
-                )?;
+                outputs = new_outputs()?;
             }
             rewind(&consumer, &progress);
             progress.clear();
@@ -303,11 +307,7 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
             // committed offsets; this batch's outputs must not appear.
             tracing::info!("rebalance during a batch: aborting it, its events are read again");
             if !outputs.abort_transaction() {
-                outputs = Outputs::transactional(
-                    &cfg.kafka,
-                    &format!("{}-match-out", shared.instance),
-                    &format!("{group}-{}", shared.instance),
-                )?;
+                outputs = new_outputs()?;
             }
             progress.clear();
             continue;
@@ -326,11 +326,7 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
             if !outputs.abort_transaction() {
                 // The producer is unusable (fatal error): a new one with the
                 // same transactional id fences the old one off.
-                outputs = Outputs::transactional(
-                    &cfg.kafka,
-                    &format!("{}-match-out", shared.instance),
-                    &format!("{group}-{}", shared.instance),
-                )?;
+                outputs = new_outputs()?;
             }
             rewind(&consumer, &progress);
             progress.clear();
