@@ -299,6 +299,23 @@ pub fn lower_field(event: &Event, vals: &[&Value], st: &mut EventState, f: Field
         return;
     }
     let span_start = st.spans.len() as u32;
+    if let FieldVal::Value(Value::Str(s)) = v {
+        // the common case: one string, no element list to build
+        let start = st.lower.len() as u32;
+        lowercase_into(s, &mut st.lower);
+        st.spans.push((start, st.lower.len() as u32));
+    } else {
+        lower_elems(v, st);
+    }
+    let gen = st.gen;
+    let slot = &mut st.slots[f as usize];
+    slot.lower_gen = gen;
+    slot.span_start = span_start;
+    slot.span_len = st.spans.len() as u32 - span_start;
+}
+
+/// [`lower_field`] for values other than a single string.
+fn lower_elems(v: FieldVal<'_>, st: &mut EventState) {
     let mut tmp = std::mem::take(&mut st.scratch_text);
     for e in elems(v) {
         if let Elem::Str(s) = e {
@@ -318,11 +335,6 @@ pub fn lower_field(event: &Event, vals: &[&Value], st: &mut EventState, f: Field
         }
     }
     st.scratch_text = tmp;
-    let gen = st.gen;
-    let slot = &mut st.slots[f as usize];
-    slot.lower_gen = gen;
-    slot.span_start = span_start;
-    slot.span_len = st.spans.len() as u32 - span_start;
 }
 
 impl<'a> Ctx<'a> {
@@ -464,6 +476,15 @@ impl<'a> Ctx<'a> {
         if let Matcher::FieldRef { other, mode, cased } = m {
             return self.field_ref(field, *other, *mode, *cased);
         }
+        if view.is_none() && is_elem_matcher(m) {
+            // element-level matcher on a field that is absent or holds one
+            // value: no view to build
+            match self.get(field) {
+                None => return false,
+                Some(FieldVal::Value(Value::List(_))) => {}
+                Some(v) => return self.scalar_match(field, v, m),
+            }
+        }
         let v = view.get_or_insert_with(|| self.view(field));
         match m {
             Matcher::Null => !v.present || v.null,
@@ -490,6 +511,37 @@ impl<'a> Ctx<'a> {
             }
             other => v.elems.iter().any(|(e, low)| elem_match(other, *e, *low)),
         }
+    }
+
+    /// An element-level matcher (see [`is_elem_matcher`]) against a field
+    /// whose value `v` is not a list: exactly what the view path computes
+    /// for its single element.
+    fn scalar_match(&self, field: FieldId, v: FieldVal<'a>, m: &Matcher) -> bool {
+        let e = match v {
+            FieldVal::Value(Value::Null) => Elem::Null,
+            FieldVal::Value(Value::Bool(b)) => Elem::Bool(*b),
+            FieldVal::Value(Value::Int(i)) => Elem::Int(*i),
+            FieldVal::Value(Value::Float(f)) => Elem::Float(*f),
+            FieldVal::Value(Value::Str(s)) => Elem::Str(s),
+            FieldVal::Str(s) => Elem::Str(s),
+            FieldVal::Time(t) => Elem::Time(t),
+            // lists take the view path
+            FieldVal::Value(Value::List(_)) => return false,
+        };
+        if let Matcher::Regex(RegexMatcher {
+            search: Some(fast), ..
+        }) = m
+        {
+            if self.scanned.is_some() {
+                let mut buf = String::new();
+                return text_of(e, &mut buf).is_some_and(|t| fast.is_match(t));
+            }
+        }
+        let low = self
+            .lower_texts(field)
+            .and_then(|mut texts| texts.next())
+            .flatten();
+        elem_match(m, e, low)
     }
 
     fn field_ref(&self, field: FieldId, other: FieldId, mode: RefMode, cased: bool) -> bool {
@@ -528,6 +580,21 @@ impl<'a> Ctx<'a> {
             })
         })
     }
+}
+
+/// Matchers decided element by element ([`elem_match`]), which on a field
+/// holding a single value need no [`FieldView`].
+fn is_elem_matcher(m: &Matcher) -> bool {
+    matches!(
+        m,
+        Matcher::Str(_)
+            | Matcher::Num(_)
+            | Matcher::Bool(_)
+            | Matcher::Regex(_)
+            | Matcher::Cidr(_)
+            | Matcher::Cmp(..)
+            | Matcher::Time(..)
+    )
 }
 
 fn text_of<'a>(e: Elem<'a>, buf: &'a mut String) -> Option<&'a str> {

@@ -215,7 +215,7 @@ pub fn lowercase_into(s: &str, out: &mut String) {
     let mut rest = s;
     while !rest.is_empty() {
         // ASCII runs in bulk, other characters one by one
-        let ascii = rest.bytes().position(|b| b >= 0x80).unwrap_or(rest.len());
+        let ascii = ascii_prefix(rest.as_bytes());
         if ascii > 0 {
             let start = out.len();
             out.push_str(&rest[..ascii]);
@@ -229,6 +229,21 @@ pub fn lowercase_into(s: &str, out: &mut String) {
             rest = &rest[c.len_utf8()..];
         }
     }
+}
+
+/// Length of the ASCII prefix of `b` (16 bytes at a time, then byte by byte).
+fn ascii_prefix(b: &[u8]) -> usize {
+    let mut i = 0;
+    while let Some(chunk) = b.get(i..i + 16) {
+        if !chunk.is_ascii() {
+            break;
+        }
+        i += 16;
+    }
+    i + b[i..]
+        .iter()
+        .position(|&c| c >= 0x80)
+        .unwrap_or(b.len() - i)
 }
 
 /// [`lowercase_into`] returning a new string.
@@ -299,5 +314,8 @@ mod tests {
         assert_eq!(lowercase("ΣΑΣ"), "σασ"); // no final-sigma rule
         assert_eq!(lowercase("CMD.EXE"), "cmd.exe");
         assert_eq!(lowercase("\u{212A}"), "k"); // Kelvin sign
+        let long = "Microsoft® Windows® Operating System, SIXTEEN BYTES AND MORE Ä";
+        assert_eq!(lowercase(long), long.to_lowercase());
+        assert_eq!(ascii_prefix(b"0123456789abcdefXYZ\xc3"), 19);
     }
 }
