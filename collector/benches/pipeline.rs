@@ -6,11 +6,12 @@
 //!   write-ahead: events/s from the first line sent to the last one
 //!   confirmed in the topic;
 //! * UDP at 200k lines/s for 10 s: the share received, the drops counted
-//!   (kernel and buffer full), and the share that reached Kafka.
+//!   (kernel, queue full and buffer full), and the share that reached Kafka.
 //!
 //! `cargo bench -p qalqan-collector --bench pipeline`. Knobs:
 //! `QALQAN_BENCH_LINES` (TCP lines per case, default 400000),
-//! `QALQAN_BENCH_UDP_RATE` (default 200000), `QALQAN_BENCH_UDP_SECS` (10).
+//! `QALQAN_BENCH_UDP_RATE` (default 200000), `QALQAN_BENCH_UDP_SECS` (10),
+//! `QALQAN_BENCH_ONLY` (`tcp` or `udp`: run only those cases).
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -198,15 +199,19 @@ fn udp_case(brokers: &str, rate: u64, secs: u64) {
         "qalqan_collector_udp_dropped_total",
         "reason=\"buffer_full\"",
     );
+    let queue_full = c.metric_labeled(
+        "qalqan_collector_udp_dropped_total",
+        "reason=\"queue_full\"",
+    );
     let (delivered, _) =
         wait_for_count(brokers, &topic, received as u64, Duration::from_secs(300)).expect("count");
     let delivered = delivered.max(topic_message_count(brokers, &topic).unwrap_or(0));
     println!(
-        "udp {rate} lines/s for {secs}s: sent {lines} in {:.2}s ({:.0}/s); received {received} = {:.3}%; dropped kernel {kernel} + buffer_full {full}; unaccounted {}; in Kafka {delivered} = {:.3}%",
+        "udp {rate} lines/s for {secs}s: sent {lines} in {:.2}s ({:.0}/s); received {received} = {:.3}%; dropped kernel {kernel} + queue_full {queue_full} + buffer_full {full}; unaccounted {}; in Kafka {delivered} = {:.3}%",
         took.as_secs_f64(),
         lines as f64 / took.as_secs_f64(),
         100.0 * received / lines as f64,
-        lines as f64 - received - kernel - full,
+        lines as f64 - received - kernel - queue_full - full,
         100.0 * delivered as f64 / lines as f64,
     );
     c.stop();
@@ -220,13 +225,20 @@ fn main() {
     let brokers = qalqan_testkit::kafka_brokers();
     let lines = env_u64("QALQAN_BENCH_LINES", 400_000);
     println!("end-to-end rates (acks=all, enable.idempotence=true, compression zstd), {lines} lines of 256 bytes per TCP case");
+    // QALQAN_BENCH_ONLY=tcp|udp runs one kind of case.
+    let only = std::env::var("QALQAN_BENCH_ONLY").unwrap_or_default();
     for (connections, buffer) in [
         (1, "off"),
         (4, "off"),
         (1, "write_ahead"),
         (4, "write_ahead"),
     ] {
-        tcp_case(&brokers, connections, buffer, lines);
+        if only != "udp" {
+            tcp_case(&brokers, connections, buffer, lines);
+        }
+    }
+    if only == "tcp" {
+        return;
     }
     udp_case(
         &brokers,

@@ -425,6 +425,22 @@ pub struct UdpSourceConfig {
     /// Parallel parse tasks behind the receiving thread.
     #[serde(default = "default_udp_workers")]
     pub workers: usize,
+    /// Memory for datagrams received and not yet parsed: absorbs bursts
+    /// faster than parsing and sending, where the kernel buffer alone holds
+    /// well under a second.
+    #[serde(
+        default = "default_udp_queue",
+        deserialize_with = "core_config::size::deserialize"
+    )]
+    pub queue: u64,
+    /// Beyond `queue`, a spool file in the state directory takes the
+    /// burst (0: none). Beyond both, datagrams are dropped and counted
+    /// (`reason="queue_full"`).
+    #[serde(
+        default = "default_udp_spool",
+        deserialize_with = "core_config::size::deserialize"
+    )]
+    pub spool: u64,
     /// Parser options for this source only (override `[parse]`).
     #[serde(default)]
     pub parse: Option<ParseSection>,
@@ -432,6 +448,12 @@ pub struct UdpSourceConfig {
 
 fn default_rcvbuf() -> u64 {
     32 << 20
+}
+fn default_udp_queue() -> u64 {
+    256 << 20
+}
+fn default_udp_spool() -> u64 {
+    1 << 30
 }
 fn default_udp_workers() -> usize {
     2

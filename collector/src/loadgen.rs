@@ -120,30 +120,71 @@ pub fn send_tcp(
 }
 
 /// Sends `lines` datagrams at `rate` lines/s; returns the time taken.
+///
+/// Datagrams go out 64 per `sendmmsg` call: one `send` per datagram tops
+/// out near 100k/s on a small machine, below the rates the UDP benchmark
+/// asks for. The sender stands for devices elsewhere on the network, so
+/// where allowed it raises its thread's priority (nice -10, as the
+/// collector's receive thread does) to offer the asked rate even when the
+/// collector and Kafka share its CPUs.
 pub fn send_udp(addr: SocketAddr, lines: u64, size: usize, rate: u64) -> std::io::Result<Duration> {
+    use std::os::fd::AsRawFd;
+    const VLEN: usize = 64;
+    // SAFETY: plain system calls on the calling thread's id; refusal is fine.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, -10);
+    }
     let sock = UdpSocket::bind(if addr.is_ipv4() {
         "127.0.0.1:0"
     } else {
         "[::1]:0"
     })?;
     sock.connect(addr)?;
+    let fd = sock.as_raw_fd();
     let pacer = Pacer::new(rate);
     let start = Instant::now();
     let mut i = 0u64;
+    let mut chunk: Vec<Vec<u8>> = Vec::with_capacity(VLEN);
     while i < lines {
-        let end = (i + 64).min(lines);
-        for j in i..end {
-            let l = syslog_line(0, j, size);
-            // ENOBUFS under load: retry shortly rather than lose it here.
-            loop {
-                match sock.send(&l) {
-                    Ok(_) => break,
-                    Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                        std::thread::sleep(Duration::from_micros(50))
-                    }
-                    Err(e) => return Err(e),
+        let end = (i + VLEN as u64).min(lines);
+        chunk.clear();
+        chunk.extend((i..end).map(|j| syslog_line(0, j, size)));
+        let mut iovs: Vec<libc::iovec> = chunk
+            .iter()
+            .map(|l| libc::iovec {
+                iov_base: l.as_ptr() as *mut libc::c_void,
+                iov_len: l.len(),
+            })
+            .collect();
+        let mut sent = 0usize;
+        while sent < chunk.len() {
+            // SAFETY: all-zero is a valid mmsghdr; the connected socket
+            // needs no address.
+            let mut hdrs: Vec<libc::mmsghdr> = iovs[sent..]
+                .iter_mut()
+                .map(|iov| {
+                    let mut h: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                    h.msg_hdr.msg_iov = iov;
+                    h.msg_hdr.msg_iovlen = 1;
+                    h
+                })
+                .collect();
+            // SAFETY: hdrs holds initialized headers whose iovecs point into
+            // `chunk`, alive for the call.
+            let n = unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), hdrs.len() as libc::c_uint, 0) };
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                // ENOBUFS under load: retry shortly rather than lose it here.
+                if e.raw_os_error() == Some(libc::ENOBUFS)
+                    || e.kind() == std::io::ErrorKind::Interrupted
+                {
+                    std::thread::sleep(Duration::from_micros(50));
+                    continue;
                 }
+                return Err(e);
             }
+            sent += n as usize;
         }
         i = end;
         pacer.wait(i);

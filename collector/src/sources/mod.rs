@@ -13,6 +13,7 @@ pub mod stdin;
 pub mod stream;
 pub mod tcp;
 pub mod udp;
+pub mod udp_queue;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -45,7 +46,7 @@ impl Prepared {
             .parse()
             .map(|p| Parser::new(p.over(global_parse).options()));
         Ok(match cfg {
-            SourceConfig::Udp(c) => Prepared::Udp(udp::UdpSource::bind(id, c, parser)?),
+            SourceConfig::Udp(c) => Prepared::Udp(udp::UdpSource::bind(id, c, state_dir, parser)?),
             SourceConfig::Tcp(c) => Prepared::Tcp(tcp::TcpSource::bind(id, c, parser).await?),
             SourceConfig::Tls(c) => Prepared::Tcp(tcp::TcpSource::bind_tls(id, c, parser).await?),
             SourceConfig::File(c) => {

@@ -3,25 +3,29 @@
 //! UDP cannot push back, so this source is built not to fall behind: a
 //! large kernel receive buffer (SO_RCVBUF, 32 MiB by default) rides out
 //! bursts, a dedicated thread drains the socket with `recvmmsg` (up to 64
-//! datagrams per system call) and hands batches to parallel parse workers.
-//! Every loss is counted: datagrams the kernel dropped because the socket
-//! buffer overflowed (read from `/proc/net/udp`, per socket) and batches the
-//! disk buffer had no room for.
+//! datagrams per system call) and hands batches to parallel parse workers
+//! through a queue that never makes it wait (memory, then a spool file: see
+//! [`super::udp_queue`]). Every loss is counted: datagrams the kernel
+//! dropped because the socket buffer overflowed (read from `/proc/net/udp`,
+//! per socket), batches the queue had no room for, and batches the disk
+//! buffer had no room for.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::AsRawFd;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::sync::{mpsc, Mutex};
+use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::UdpSourceConfig;
 use crate::pipeline::ProcessError;
-use crate::pipeline::{Batch, Pipeline, RawLine, SourceInfo};
+use crate::pipeline::{Batch, Pipeline, SourceInfo};
 use crate::router::RouteError;
+use crate::sources::udp_queue::{queue, Datagrams, QueueLimits, QueueSender};
 use qalqan_core::parse::Parser;
 
 const VLEN: usize = 64;
@@ -33,12 +37,16 @@ pub struct UdpSource {
     socket: std::net::UdpSocket,
     source: Arc<SourceInfo>,
     workers: usize,
+    limits: QueueLimits,
+    /// Where the spool file goes (the collector's state directory).
+    spool_dir: PathBuf,
 }
 
 impl UdpSource {
     pub fn bind(
         id: &str,
         cfg: &UdpSourceConfig,
+        state_dir: &std::path::Path,
         parser: Option<Parser>,
     ) -> anyhow::Result<UdpSource> {
         let key = format!("sources.{id}.listen {}", cfg.listen);
@@ -75,6 +83,11 @@ impl UdpSource {
             socket: socket.into(),
             source: SourceInfo::new(id, "udp", parser),
             workers: cfg.workers,
+            limits: QueueLimits {
+                memory: cfg.queue,
+                spool: cfg.spool,
+            },
+            spool_dir: state_dir.to_path_buf(),
         })
     }
 
@@ -84,7 +97,18 @@ impl UdpSource {
 
     /// Receives until `cancel`, then processes what was already read.
     pub async fn run(self, pipeline: Arc<Pipeline>, cancel: CancellationToken) {
-        let (tx, rx) = mpsc::channel::<Vec<RawLine>>(self.workers * 4);
+        let (tx, rx) = match queue(
+            &self.source.id,
+            &self.limits,
+            &self.spool_dir,
+            pipeline.metrics().clone(),
+        ) {
+            Ok(q) => q,
+            Err(e) => {
+                tracing::error!(source = %self.source.id, "UDP source not started: {e}");
+                return;
+            }
+        };
         let rx = Arc::new(Mutex::new(rx));
         let stop = Arc::new(AtomicBool::new(false));
         let inode = socket_inode(&self.socket);
@@ -106,8 +130,9 @@ impl UdpSource {
             let cancel = cancel.clone();
             workers.spawn(async move {
                 loop {
-                    let lines = { rx.lock().await.recv().await };
-                    let Some(lines) = lines else { break };
+                    let datagrams = { rx.lock().await.next().await };
+                    let Some(datagrams) = datagrams else { break };
+                    let lines = datagrams.into_lines();
                     let n = lines.len() as u64;
                     let batch = Batch {
                         source: source.clone(),
@@ -154,8 +179,25 @@ impl UdpSource {
         if let Ok(handle) = receiver {
             let _ = tokio::task::spawn_blocking(move || handle.join()).await;
         }
+        // The receive thread is gone and with it the queue's sender: the
+        // workers finish what is queued and stop.
         while workers.join_next().await.is_some() {}
         let _ = drops.await;
+    }
+}
+
+/// Runs the calling thread ahead of the parse workers and of other
+/// processes on the machine when allowed (CAP_SYS_NICE): a reader waiting
+/// for a CPU is a full kernel buffer and lost datagrams, while the work
+/// behind it can wait in the queue. Harmless when refused.
+fn raise_priority() {
+    // SAFETY: plain system calls on the calling thread's id.
+    let refused = unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, -10) != 0
+    };
+    if refused {
+        tracing::debug!("UDP receive thread keeps normal priority (no CAP_SYS_NICE)");
     }
 }
 
@@ -233,7 +275,8 @@ fn to_socket_addr(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
 }
 
 /// The receive thread: `recvmmsg` in a loop, batches to the workers.
-fn receive_loop(socket: &std::net::UdpSocket, tx: &mpsc::Sender<Vec<RawLine>>, stop: &AtomicBool) {
+fn receive_loop(socket: &std::net::UdpSocket, queue: &QueueSender, stop: &AtomicBool) {
+    raise_priority();
     let fd = socket.as_raw_fd();
     let mut bufs: Vec<Vec<u8>> = (0..VLEN).map(|_| vec![0u8; MAX_DATAGRAM]).collect();
     // SAFETY: all-zero is a valid value for these plain C structs.
@@ -248,7 +291,7 @@ fn receive_loop(socket: &std::net::UdpSocket, tx: &mpsc::Sender<Vec<RawLine>>, s
             iov_len: buf.len(),
         });
     }
-    let mut batch: Vec<RawLine> = Vec::with_capacity(BATCH);
+    let mut batch = Datagrams::default();
     while !stop.load(Ordering::Acquire) {
         for i in 0..VLEN {
             let h = &mut hdrs[i].msg_hdr;
@@ -283,8 +326,8 @@ fn receive_loop(socket: &std::net::UdpSocket, tx: &mpsc::Sender<Vec<RawLine>>, s
                     std::thread::sleep(Duration::from_millis(10));
                 }
             }
-            if !batch.is_empty() && tx.blocking_send(std::mem::take(&mut batch)).is_err() {
-                return;
+            if !batch.is_empty() {
+                queue.push(std::mem::take(&mut batch));
             }
             continue;
         }
@@ -302,24 +345,18 @@ fn receive_loop(socket: &std::net::UdpSocket, tx: &mpsc::Sender<Vec<RawLine>>, s
             if data.is_empty() {
                 continue;
             }
-            batch.push(RawLine {
-                data: data.to_vec(),
-                truncated: hdrs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
-                peer: to_socket_addr(&addrs[i]),
-                ..RawLine::default()
-            });
+            batch.push(
+                data,
+                hdrs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0,
+                to_socket_addr(&addrs[i]),
+            );
         }
         // Hand over when the batch is full or the socket is drained.
-        if (batch.len() >= BATCH || n < VLEN)
-            && !batch.is_empty()
-            && tx
-                .blocking_send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
-                .is_err()
-        {
-            return;
+        if (batch.len() >= BATCH || n < VLEN) && !batch.is_empty() {
+            queue.push(std::mem::take(&mut batch));
         }
     }
     if !batch.is_empty() {
-        let _ = tx.blocking_send(batch);
+        queue.push(batch);
     }
 }
