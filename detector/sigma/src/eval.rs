@@ -118,6 +118,31 @@ pub struct EventState {
     hits: Vec<u64>,
     touched: Vec<AtomId>,
     scratch_text: String,
+    /// Recently seen event field names with their field ids (see
+    /// [`resolve_fields`]), direct-mapped by [`name_slot`].
+    names: Vec<(Box<str>, u32)>,
+}
+
+/// Slots of [`EventState::names`].
+const NAME_SLOTS: usize = 256;
+/// Field id of a name the field table does not know.
+const NO_FIELD: u32 = u32::MAX;
+
+/// Slot of `name` in [`EventState::names`]: a hash of its length and three
+/// of its bytes, far cheaper than hashing the whole name, and enough to
+/// tell apart the few dozen names one kind of event carries.
+#[inline]
+fn name_slot(name: &str) -> usize {
+    let b = name.as_bytes();
+    let (first, mid, last) = match (b.first(), b.get(b.len() / 2), b.last()) {
+        (Some(&f), Some(&m), Some(&l)) => (f, m, l),
+        _ => return 0,
+    };
+    let h = (b.len() as u32).wrapping_mul(0x9E37_79B9)
+        ^ u32::from(first)
+        ^ (u32::from(mid) << 8)
+        ^ (u32::from(last) << 16);
+    (h.wrapping_mul(0x85EB_CA6B) >> 24) as usize % NAME_SLOTS
 }
 
 impl EventState {
@@ -237,6 +262,26 @@ fn bit(set: &[u64], a: AtomId) -> bool {
         .is_some_and(|w| w & (1u64 << (a % 64)) != 0)
 }
 
+/// `a == b` for short names without a call to `memcmp`: two overlapping
+/// 8-byte words cover names of 8 to 16 bytes.
+#[inline]
+fn same_name(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let n = a.len();
+    let word = |s: &[u8], at: usize| -> Option<u64> {
+        s.get(at..at + 8)
+            .and_then(|w| w.try_into().ok())
+            .map(u64::from_le_bytes)
+    };
+    if (8..=16).contains(&n) {
+        return word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8);
+    }
+    a == b
+}
+
 /// Fills `vals` and the field slots for `event`.
 pub fn resolve_fields<'e>(
     event: &'e Event,
@@ -244,12 +289,24 @@ pub fn resolve_fields<'e>(
     st: &mut EventState,
     vals: &mut SmallVec<[&'e Value; 64]>,
 ) {
+    if st.names.len() < NAME_SLOTS {
+        st.names = vec![(Box::from(""), NO_FIELD); NAME_SLOTS];
+    }
     for (name, value) in event.fields.iter() {
-        if let Some(fid) = table.get(name) {
-            if fid > FIELD_INGESTED {
-                st.set_field(fid, vals.len() as u32);
-                vals.push(value);
-            }
+        // The field table holds thousands of names; the few dozen an event
+        // source uses are remembered in a small table that stays in cache.
+        // (The slots start out empty, so an empty name is never a hit.)
+        let slot = &mut st.names[name_slot(name)];
+        let fid = if !name.is_empty() && same_name(&slot.0, name) {
+            slot.1
+        } else {
+            let fid = table.get(name).unwrap_or(NO_FIELD);
+            *slot = (Box::from(name), fid);
+            fid
+        };
+        if fid != NO_FIELD && fid > FIELD_INGESTED {
+            st.set_field(fid, vals.len() as u32);
+            vals.push(value);
         }
     }
 }
@@ -699,4 +756,39 @@ pub fn time_part(t: &NaiveDateTime, p: TimePart) -> f64 {
         TimePart::Month => t.month(),
         TimePart::Year => return f64::from(t.year()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_name_is_string_equality() {
+        let names = [
+            "",
+            "a",
+            "Image",
+            "EventID",
+            "Hashes12",
+            "CommandLine",
+            "CommandLinf",
+            "ParentCommandLine",
+            "url.original",
+            "user_agent.original",
+            "0123456789abcdef",
+            "0123456789abcdeF",
+        ];
+        for a in names {
+            for b in names {
+                assert_eq!(same_name(a, b), a == b, "{a:?} vs {b:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn name_slots_are_in_range() {
+        for n in ["", "x", "Image", "ParentCommandLine", "ü", "url.original"] {
+            assert!(name_slot(n) < NAME_SLOTS);
+        }
+    }
 }
