@@ -28,6 +28,7 @@ pub struct Metrics {
     pub buffer_bytes: IntGauge,
     pub buffer_events: IntGauge,
     pub udp_dropped: IntCounterVec,
+    pub udp_spooled: IntCounterVec,
     pub oldest_unsent_seconds: Gauge,
     pub in_flight: IntGauge,
     pub last_sequence: IntGauge,
@@ -118,8 +119,14 @@ impl Metrics {
             udp_dropped: counter_vec(
                 &r,
                 &format!("{p}udp_dropped_total"),
-                "UDP datagrams lost: `kernel` (socket buffer overflow) or `buffer_full`.",
+                "UDP datagrams lost: `kernel` (socket buffer overflow), `queue_full` (memory queue and spool full), `buffer_full` (disk buffer full) or `error`.",
                 &["source", "reason"],
+            ),
+            udp_spooled: counter_vec(
+                &r,
+                &format!("{p}udp_spooled_total"),
+                "UDP datagrams that waited in the spool file because the memory queue was full (a burst beyond `queue`).",
+                &["source"],
             ),
             oldest_unsent_seconds: {
                 let g = Gauge::new(

@@ -330,6 +330,11 @@ impl QueueSender {
                 // Sent under the lock, so tokens and records keep one order.
                 if self.tx.send(Item::Spooled).is_err() {
                     s.metrics.udp_drop(&s.source, "error", n);
+                } else {
+                    s.metrics
+                        .udp_spooled
+                        .with_label_values(&[s.source.as_str()])
+                        .inc_by(n);
                 }
             }
             Ok(false) => s.metrics.udp_drop(&s.source, "queue_full", n),
@@ -501,6 +506,7 @@ mod tests {
         }
         // Two in memory, three spooled, one dropped.
         assert_eq!(metrics.udp_dropped_total(), 50);
+        assert_eq!(metrics.udp_spooled.with_label_values(&["udp"]).get(), 150);
         assert!(std::fs::metadata(&spool_file).expect("spool").len() >= record * 3);
         let mut firsts = Vec::new();
         for _ in 0..5 {
