@@ -24,9 +24,50 @@ use crate::compile::{AtomId, AtomTable, CompiledRule, FieldId};
 /// Index of a rule in its engine.
 pub type RuleIdx = u32;
 
-/// Automata whose patterns add up to at most this many bytes are built as
-/// DFAs (fastest scans); larger ones as contiguous NFAs (compact).
+/// Automata whose patterns add up to at most this many bytes may be built
+/// as DFAs (fastest scans); larger ones are contiguous NFAs (compact).
 pub const DFA_MAX_PATTERN_BYTES: usize = 24 * 1024;
+
+/// Pattern bytes of one route's automata that may be built as DFAs, smallest
+/// automata first; the rest are contiguous NFAs. A DFA's table is states ×
+/// byte classes words, some 300 bytes per pattern byte: built for every
+/// field, the Sysmon route's DFAs came to 22 MB (5 MB for `TargetFilename`
+/// alone), and an event that walks a dozen of them misses the cache on most
+/// transitions, so there the compact NFAs scanned faster in time. About 4 MB
+/// of DFAs (the whole web route's) still pays off.
+pub const ROUTE_DFA_PATTERN_BYTES: usize = 12 * 1024;
+
+/// Fields of `per_field` whose automaton is built as a DFA (see
+/// [`ROUTE_DFA_PATTERN_BYTES`]).
+fn dfa_fields(per_field: &BTreeMap<FieldId, Vec<AtomId>>, atoms: &AtomTable) -> Vec<FieldId> {
+    let mut sizes: Vec<(usize, FieldId)> = per_field
+        .iter()
+        .map(|(&f, list)| {
+            let mut list = list.clone();
+            list.sort_unstable();
+            list.dedup();
+            let bytes = list
+                .iter()
+                .filter(|&&a| atoms.num_of(a).is_none())
+                .map(|&a| atoms.atoms[a as usize].1.len())
+                .sum();
+            (bytes, f)
+        })
+        .filter(|&(bytes, _)| bytes > 0 && bytes <= DFA_MAX_PATTERN_BYTES)
+        .collect();
+    sizes.sort_unstable();
+    let mut total = 0;
+    let mut out = Vec::new();
+    for (bytes, f) in sizes {
+        total += bytes;
+        if total > ROUTE_DFA_PATTERN_BYTES {
+            break;
+        }
+        out.push(f);
+    }
+    out.sort_unstable();
+    out
+}
 
 /// One pattern of a field scan.
 #[derive(Debug, Clone)]
@@ -218,6 +259,7 @@ impl Route {
             }
         };
         let mut num_scans = Vec::new();
+        let dfa = dfa_fields(&per_field, atoms);
         for (field, mut list) in per_field {
             list.sort_unstable();
             list.dedup();
@@ -241,12 +283,13 @@ impl Route {
                 .iter()
                 .map(|&a| atoms.atoms[a as usize].1.as_str())
                 .collect();
-            let bytes: usize = lits.iter().map(|l| l.len()).sum();
             let mut b = AhoCorasickBuilder::new();
             b.match_kind(MatchKind::Standard);
-            if bytes <= DFA_MAX_PATTERN_BYTES {
-                b.kind(Some(AhoCorasickKind::DFA));
-            }
+            b.kind(Some(if dfa.binary_search(&field).is_ok() {
+                AhoCorasickKind::DFA
+            } else {
+                AhoCorasickKind::ContiguousNFA
+            }));
 
             let ac = match b.build(&lits) {
                 Ok(ac) => ac,
