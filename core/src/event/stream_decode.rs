@@ -468,5 +468,13 @@ mod tests {
             assert!(got.is_err(), "{case} accepted: {got:?}");
             assert!(reference(case.as_bytes()).is_err(), "{case}");
         }
+        // Invalid UTF-8 inside a string: refused, saying where.
+        let bad = b"{\"user\":{\"name\":\"r\xffot\"}}";
+        let got = streamed(bad);
+        assert!(
+            got.as_ref().is_err_and(|e| e.contains("line 1 column")),
+            "{got:?}"
+        );
+        assert!(reference(bad).is_err());
     }
 }
