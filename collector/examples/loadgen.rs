@@ -23,6 +23,8 @@ struct Args {
     proto: Proto,
     #[arg(long)]
     addr: std::net::SocketAddr,
+    /// TCP connections, each sending `lines`; for UDP, sender threads
+    /// sharing `lines` and `rate`.
     #[arg(long, default_value_t = 1)]
     connections: usize,
     #[arg(long, default_value_t = 100_000)]
@@ -58,7 +60,10 @@ fn main() -> anyhow::Result<()> {
             )?,
             a.lines * a.connections as u64,
         ),
-        Proto::Udp => (send_udp(a.addr, a.lines, a.size, a.rate)?, a.lines),
+        Proto::Udp => (
+            send_udp(a.addr, a.connections, a.lines, a.size, a.rate)?,
+            a.lines,
+        ),
     };
     println!(
         "sent {total} lines in {:.3}s ({:.0} lines/s)",

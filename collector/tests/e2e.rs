@@ -310,7 +310,7 @@ fn a_udp_burst_beyond_the_memory_queue_is_spooled_and_arrives_whole() {
     );
     let proc = Proc::start(&setup, &setup.config("e2e-spool", &body), "c");
     // Paced below anything a loaded machine's kernel buffer would drop.
-    qalqan_collector::loadgen::send_udp(([127, 0, 0, 1], udp).into(), N, 256, 50_000)
+    qalqan_collector::loadgen::send_udp(([127, 0, 0, 1], udp).into(), 1, N, 256, 50_000)
         .expect("send");
     let msgs = setup.consume(N as usize, 120);
     let evs = events(&msgs);
