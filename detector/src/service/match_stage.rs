@@ -211,6 +211,13 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
             .context()
             .rebalanced
             .store(false, Ordering::Release);
+        let mut fin = Finish {
+            cfg,
+            outputs: &outputs,
+            bundler: &mut bundler,
+            matcher: &mut matcher,
+            out: &mut out,
+        };
         while handled < cfg.detector.batch_size && lost.is_none() {
             let Some(msg) = next_in_batch(
                 &consumer,
@@ -232,29 +239,15 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
             handled += 1;
             if chunk.len() >= CHUNK {
                 workers.submit(
-                    matcher.rules(),
+                    fin.matcher.rules(),
                     std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)),
                 );
                 // Room for one more chunk before the next is handed out.
                 let keep = workers.capacity() - 1;
-                let mut fin = Finish {
-                    cfg,
-                    outputs: &outputs,
-                    bundler: &mut bundler,
-                    matcher: &mut matcher,
-                    out: &mut out,
-                };
                 fin.take_back(&mut workers, keep, &mut lost);
             }
         }
-        workers.submit(matcher.rules(), chunk);
-        let mut fin = Finish {
-            cfg,
-            outputs: &outputs,
-            bundler: &mut bundler,
-            matcher: &mut matcher,
-            out: &mut out,
-        };
+        workers.submit(fin.matcher.rules(), chunk);
         fin.take_back(&mut workers, 0, &mut lost);
         if let Some(e) = lost {
             tracing::error!("{e:#}; the batch is aborted and read again");
