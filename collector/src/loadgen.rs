@@ -163,11 +163,8 @@ fn send_udp_stream(
 ) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
     const VLEN: usize = 64;
-    // SAFETY: plain system calls on the calling thread's id; refusal is fine.
-    unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, -10);
-    }
+    // Refusal is fine: the offered rate is then what the machine allows.
+    crate::sources::udp::raise_thread_priority();
     let sock = UdpSocket::bind(if addr.is_ipv4() {
         "127.0.0.1:0"
     } else {

@@ -186,18 +186,17 @@ impl UdpSource {
     }
 }
 
-/// Runs the calling thread ahead of the parse workers and of other
-/// processes on the machine when allowed (CAP_SYS_NICE): a reader waiting
-/// for a CPU is a full kernel buffer and lost datagrams, while the work
-/// behind it can wait in the queue. Harmless when refused.
-fn raise_priority() {
+/// Runs the calling thread (only it) at nice -10, ahead of the parse
+/// workers and of other processes, when allowed (RLIMIT_NICE of 30 or
+/// more, as the systemd unit sets, or CAP_SYS_NICE): a reader waiting for
+/// a CPU is a full kernel buffer and lost datagrams, while the work behind
+/// it can wait in the queue. Returns whether it was allowed; harmless when
+/// refused. The load generator's senders use it too.
+pub(crate) fn raise_thread_priority() -> bool {
     // SAFETY: plain system calls on the calling thread's id.
-    let refused = unsafe {
+    unsafe {
         let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, -10) != 0
-    };
-    if refused {
-        tracing::debug!("UDP receive thread keeps normal priority (no CAP_SYS_NICE)");
+        libc::setpriority(libc::PRIO_PROCESS, tid, -10) == 0
     }
 }
 
@@ -276,7 +275,9 @@ fn to_socket_addr(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
 
 /// The receive thread: `recvmmsg` in a loop, batches to the workers.
 fn receive_loop(socket: &std::net::UdpSocket, queue: &QueueSender, stop: &AtomicBool) {
-    raise_priority();
+    if !raise_thread_priority() {
+        tracing::debug!("UDP receive thread keeps normal priority (RLIMIT_NICE below 30)");
+    }
     let fd = socket.as_raw_fd();
     let mut bufs: Vec<Vec<u8>> = (0..VLEN).map(|_| vec![0u8; MAX_DATAGRAM]).collect();
     // SAFETY: all-zero is a valid value for these plain C structs.
