@@ -153,6 +153,7 @@ pub mod sigma;
 pub mod signal;
 pub mod suppress;
 mod window;
+pub mod wire;
 
 pub use condition::{Condition, Op};
 pub use config::EngineConfig;

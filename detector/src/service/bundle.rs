@@ -1,17 +1,42 @@
 //! Signals travel to stage 2 in bundles: every signal of a batch bound for
-//! the same `qalqan.signals` partition goes in one Kafka message, one JSON
-//! signal per line. The partition is a stable hash of the signal's key
+//! the same `qalqan.signals` partition goes in one Kafka message. The
+//! partition is a stable hash of the signal's key
 //! ([`qalqan_correlation::Signal::signal_key`]), so every signal of one
 //! correlation group still lands in one partition, whichever stage 1
 //! instance produced it — but the broker handles a few messages per batch
 //! instead of one per signal, which on a small machine is the difference
 //! between Kafka and the detector being the bottleneck.
 //!
+//! A bundle is [`BUNDLE_MAGIC`] and then each signal in its binary form
+//! ([`qalqan_correlation::wire`]) behind a 4-byte little-endian length, so
+//! a signal that does not decode spoils only itself. Bundles written as
+//! JSON lines (before the binary form) are still read: the magic tells
+//! them apart, since JSON text never starts with a NUL byte.
+//!
 //! A bundle's Kafka timestamp is the newest event time in it (never ahead
 //! of now), so stage 2's seek-back by time (`offsets_for_times`) finds
 //! every bundle holding a signal at or after the time it asks for.
 
+use qalqan_correlation::wire::WireError;
 use qalqan_correlation::Signal;
+
+/// The first bytes of a bundle in the binary form, version 1.
+pub const BUNDLE_MAGIC: &[u8; 4] = b"\0QB1";
+
+/// Room reserved for a bundle when its first signal arrives: most batches'
+/// bundles fit, and growing from empty cost page faults on every doubling.
+const BUNDLE_START_BYTES: usize = 64 * 1024;
+
+/// Why one signal of a bundle could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SignalError {
+    #[error("{0}")]
+    Binary(#[from] WireError),
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    #[error("a signal of {len} bytes runs past the end of the bundle ({left} left)")]
+    Frame { len: usize, left: usize },
+}
 
 /// Largest bundle payload before it is sent on its own (well under the
 /// brokers' default 1 MiB message limit).
@@ -58,25 +83,24 @@ impl Bundler {
     }
 
     /// Adds a signal; returns a bundle when its partition's is full.
-    pub fn add(
-        &mut self,
-        signal: &Signal,
-        now_ms: i64,
-    ) -> Result<Option<Bundle>, serde_json::Error> {
+    pub fn add(&mut self, signal: &Signal, now_ms: i64) -> Option<Bundle> {
         let p = partition_of(&signal.signal_key(), self.partitions);
         let slot = &mut self.pending[p as usize];
-        // Written in place; a failed write leaves the bundle as it was.
-        let before = slot.payload.len();
-        if let Err(e) = serde_json::to_writer(&mut slot.payload, signal) {
-            slot.payload.truncate(before);
-            return Err(e);
+        if slot.payload.is_empty() {
+            slot.payload.reserve(BUNDLE_START_BYTES);
+            slot.payload.extend_from_slice(BUNDLE_MAGIC);
         }
-        slot.payload.push(b'\n');
+        // The length goes in front once the signal is written.
+        let at = slot.payload.len();
+        slot.payload.extend_from_slice(&[0; 4]);
+        signal.encode_into(&mut slot.payload);
+        let len = (slot.payload.len() - at - 4) as u32;
+        slot.payload[at..at + 4].copy_from_slice(&len.to_le_bytes());
         slot.newest_ms = slot
             .newest_ms
             .max(signal.timestamp.timestamp_millis().min(now_ms));
         slot.signals += 1;
-        Ok((slot.payload.len() >= MAX_BUNDLE_BYTES).then(|| Self::take(p, slot)))
+        (slot.payload.len() >= MAX_BUNDLE_BYTES).then(|| Self::take(p, slot))
     }
 
     /// Every non-empty bundle (end of batch).
@@ -107,28 +131,67 @@ impl Bundler {
     }
 }
 
-/// The signals of a bundle, each decoded on its own: one bad line does not
-/// take the others with it.
+/// The signals of a bundle, each decoded on its own: one bad signal does
+/// not take the others with it.
+pub fn signals_of(payload: &[u8]) -> Box<dyn Iterator<Item = Result<Signal, SignalError>> + '_> {
+    match payload.strip_prefix(BUNDLE_MAGIC.as_slice()) {
+        Some(records) => Box::new(BinarySignals { rest: records }),
+        None => json_lines(payload),
+    }
+}
+
+/// Walks the length-framed signals of a binary bundle. A length that runs
+/// past the end is reported once and ends the walk: nothing after it can
+/// be framed.
+struct BinarySignals<'a> {
+    rest: &'a [u8],
+}
+
+impl Iterator for BinarySignals<'_> {
+    type Item = Result<Signal, SignalError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let Some((len, body)) = self
+            .rest
+            .split_first_chunk::<4>()
+            .map(|(len, body)| (u32::from_le_bytes(*len) as usize, body))
+            .filter(|(len, body)| *len <= body.len())
+        else {
+            let (len, left) = match self.rest.split_first_chunk::<4>() {
+                Some((len, body)) => (u32::from_le_bytes(*len) as usize, body.len()),
+                None => (4, self.rest.len()),
+            };
+            self.rest = &[];
+            return Some(Err(SignalError::Frame { len, left }));
+        };
+        let (one, rest) = body.split_at(len);
+        self.rest = rest;
+        Some(Signal::decode(one).map_err(SignalError::from))
+    }
+}
+
+/// The signals of a bundle written as JSON lines.
 ///
 /// A bundle is checked for UTF-8 once, as a whole (fast for the mostly
 /// ASCII text it is); its lines are then read as text, which spares the
 /// JSON reader from validating every string again. A bundle that is not
 /// UTF-8 is read line by line as bytes, so the bad line says so.
-pub fn signals_of(
-    payload: &[u8],
-) -> Box<dyn Iterator<Item = Result<Signal, serde_json::Error>> + '_> {
+fn json_lines(payload: &[u8]) -> Box<dyn Iterator<Item = Result<Signal, SignalError>> + '_> {
     let blank = |l: &[u8]| l.iter().all(u8::is_ascii_whitespace);
     match std::str::from_utf8(payload) {
         Ok(text) => Box::new(
             text.split('\n')
                 .filter(move |l| !blank(l.as_bytes()))
-                .map(serde_json::from_str::<Signal>),
+                .map(|l| serde_json::from_str::<Signal>(l).map_err(SignalError::from)),
         ),
         Err(_) => Box::new(
             payload
                 .split(|b| *b == b'\n')
                 .filter(move |l| !blank(l))
-                .map(Signal::from_json),
+                .map(|l| Signal::from_json(l).map_err(SignalError::from)),
         ),
     }
 }
@@ -166,7 +229,6 @@ mod tests {
         for i in 0..50 {
             assert!(b
                 .add(&signal(&format!("10.0.0.{}", i % 5), i), now)
-                .expect("encodes")
                 .is_none());
         }
         let bundles = b.drain();
@@ -189,11 +251,11 @@ mod tests {
     }
 
     #[test]
-    fn a_full_bundle_is_handed_out_and_bad_lines_stay_alone() {
+    fn a_full_bundle_is_handed_out_and_a_bad_signal_stays_alone() {
         let mut b = Bundler::new(1);
         let mut full = None;
         for i in 0..100_000 {
-            if let Some(x) = b.add(&signal("g", i), i64::MAX).expect("encodes") {
+            if let Some(x) = b.add(&signal("g", i), i64::MAX) {
                 full = Some(x);
                 break;
             }
@@ -202,19 +264,52 @@ mod tests {
         assert!(
             full.payload.len() >= MAX_BUNDLE_BYTES && full.payload.len() < MAX_BUNDLE_BYTES + 4096
         );
-        let mixed = b"{\"broken\n\n"
-            .iter()
-            .chain(full.payload.iter())
-            .copied()
-            .collect::<Vec<u8>>();
-        let results: Vec<_> = signals_of(&mixed).collect();
-        assert!(results[0].is_err());
-        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), full.signals);
+        // Spoil the second signal's correlation id (its first text byte).
+        let mut spoiled = full.payload.clone();
+        let first_len = u32::from_le_bytes(spoiled[4..8].try_into().expect("4 bytes")) as usize;
+        let second = 4 + 4 + first_len;
+        spoiled[second + 4 + 1] = 0xff;
+        let results: Vec<_> = signals_of(&spoiled).collect();
+        assert_eq!(results.len(), full.signals);
+        assert!(matches!(
+            &results[1],
+            Err(SignalError::Binary(WireError::NotUtf8("correlation")))
+        ));
+        assert_eq!(
+            results.iter().filter(|r| r.is_ok()).count(),
+            full.signals - 1
+        );
+        // Cut short: everything before the cut still reads, the cut is said.
+        let cut = &full.payload[..full.payload.len() - 3];
+        let results: Vec<_> = signals_of(cut).collect();
+        assert_eq!(results.len(), full.signals);
+        assert!(matches!(
+            results.last(),
+            Some(Err(SignalError::Frame { .. }))
+        ));
+        assert_eq!(
+            results.iter().filter(|r| r.is_ok()).count(),
+            full.signals - 1
+        );
+    }
+
+    #[test]
+    fn bundles_of_json_lines_are_still_read_a_bad_line_alone() {
+        let good: Vec<Signal> = (0..3).map(|i| signal("g", i)).collect();
+        let mut payload = b"{\"broken\n\n".to_vec();
+        for s in &good {
+            payload.extend_from_slice(s.to_json().expect("json").as_bytes());
+            payload.push(b'\n');
+        }
+        let results: Vec<_> = signals_of(&payload).collect();
+        assert!(matches!(results[0], Err(SignalError::Json(_))));
+        let read: Vec<Signal> = results.into_iter().filter_map(Result::ok).collect();
+        assert_eq!(read, good);
         // A line that is not UTF-8 spoils only itself too.
         let mut bytes = b"{\"correlation\":\"\xff\"}\n".to_vec();
-        bytes.extend_from_slice(&full.payload);
+        bytes.extend_from_slice(&payload[10..]);
         let results: Vec<_> = signals_of(&bytes).collect();
         assert!(results[0].is_err());
-        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), full.signals);
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), good.len());
     }
 }

@@ -137,12 +137,8 @@ impl Finish<'_> {
                 }
                 let now_ms = Utc::now().timestamp_millis();
                 for signal in self.out.signals.drain(..) {
-                    match self.bundler.add(&signal, now_ms) {
-                        Ok(Some(full)) => send_bundle(self.outputs, &cfg.topics.signals, full),
-                        Ok(None) => {}
-                        Err(e) => {
-                            tracing::error!(rule = %signal.correlation, "signal not encodable: {e}")
-                        }
+                    if let Some(full) = self.bundler.add(&signal, now_ms) {
+                        send_bundle(self.outputs, &cfg.topics.signals, full);
                     }
                 }
             }
