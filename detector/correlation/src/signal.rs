@@ -108,7 +108,9 @@ impl Signal {
             Some(root) => (root.as_str(), &self.root_group),
             None => (self.correlation.as_str(), &self.group),
         };
-        let mut key = String::with_capacity(64);
+        let len =
+            id.len() + self.agency.len() + 1 + values.iter().map(|v| v.len() + 1).sum::<usize>();
+        let mut key = String::with_capacity(len);
         key.push_str(id);
         key.push('\u{1e}');
         key.push_str(&self.agency);

@@ -28,8 +28,9 @@ use crate::service::kafka::{
 use crate::service::match_workers::{Evaluated, MatchWorkers, OwnedMessage, CHUNK};
 use crate::service::Shared;
 
-/// Sends a bundle of signals to its partition of the signals topic.
-fn send_bundle(outputs: &Outputs, topic: &str, bundle: Bundle) {
+/// Sends a bundle of signals to its partition of the signals topic; its
+/// buffer goes back to the bundler.
+fn send_bundle(outputs: &Outputs, topic: &str, bundle: Bundle, bundler: &mut Bundler) {
     outputs.send_to(
         topic,
         Some(bundle.partition),
@@ -38,6 +39,7 @@ fn send_bundle(outputs: &Outputs, topic: &str, bundle: Bundle) {
         Some(bundle.timestamp_ms),
         None,
     );
+    bundler.recycle(bundle.payload);
 }
 
 /// Sends an alert to the alerts topic, keyed by its id.
@@ -138,7 +140,7 @@ impl Finish<'_> {
                 let now_ms = Utc::now().timestamp_millis();
                 for signal in self.out.signals.drain(..) {
                     if let Some(full) = self.bundler.add(&signal, now_ms) {
-                        send_bundle(self.outputs, &cfg.topics.signals, full);
+                        send_bundle(self.outputs, &cfg.topics.signals, full, self.bundler);
                     }
                 }
             }
@@ -268,7 +270,7 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
             }
         }
         for full in bundler.drain() {
-            send_bundle(&outputs, &cfg.topics.signals, full);
+            send_bundle(&outputs, &cfg.topics.signals, full, &mut bundler);
         }
         if !in_txn {
             outputs.poll();
