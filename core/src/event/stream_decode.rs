@@ -74,11 +74,75 @@ impl State {
                     self.ev.ingested = ts;
                 }
             }
-            _ => self
-                .ev
-                .fields
-                .0
-                .push((Cow::Owned(self.name.clone()), value)),
+            _ => self.ev.fields.0.push((field_name(&self.name), value)),
+        }
+    }
+}
+
+/// Slots of a thread's name table (a power of two).
+const NAME_SLOTS: usize = 4096;
+/// Names a thread keeps, at most half its slots so that probes stay short.
+const NAMES_KEPT: usize = NAME_SLOTS / 2;
+/// Longer names are not kept: ECS names are short, and a long one is more
+/// likely junk than a name the next event repeats.
+const NAME_MAX: usize = 96;
+/// Bytes of names kept by all threads together, for the life of the
+/// process: names come from untrusted input, so what is kept is bounded.
+const NAME_BYTES_KEPT: usize = 4 << 20;
+
+static NAME_BYTES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// The field names a thread has read, each stored once for the life of the
+/// process. Events repeat a few dozen names; storing each once saves an
+/// allocation, a copy and a free per field of every event decoded.
+struct NameTable {
+    slots: Vec<Option<&'static str>>,
+    kept: usize,
+}
+
+thread_local! {
+    static NAMES: std::cell::RefCell<NameTable> = std::cell::RefCell::new(NameTable {
+        slots: vec![None; NAME_SLOTS],
+        kept: 0,
+    });
+}
+
+/// `name` as a field name: the kept copy when there is one or room for
+/// one, else an owned copy.
+fn field_name(name: &str) -> Cow<'static, str> {
+    if name.len() > NAME_MAX {
+        return Cow::Owned(name.to_owned());
+    }
+    NAMES
+        .try_with(|table| match table.try_borrow_mut() {
+            Ok(mut table) => table.get(name),
+            Err(_) => Cow::Owned(name.to_owned()),
+        })
+        .unwrap_or_else(|_| Cow::Owned(name.to_owned()))
+}
+
+impl NameTable {
+    fn get(&mut self, name: &str) -> Cow<'static, str> {
+        use std::sync::atomic::Ordering;
+        let mask = NAME_SLOTS - 1;
+        let mut i = xxhash_rust::xxh3::xxh3_64(name.as_bytes()) as usize & mask;
+        loop {
+            match self.slots[i] {
+                Some(kept) if kept == name => return Cow::Borrowed(kept),
+                Some(_) => i = (i + 1) & mask,
+                None => {
+                    let room = self.kept < NAMES_KEPT
+                        && NAME_BYTES.fetch_add(name.len(), Ordering::Relaxed) + name.len()
+                            <= NAME_BYTES_KEPT;
+                    if !room {
+                        return Cow::Owned(name.to_owned());
+                    }
+                    let kept: &'static str = Box::leak(name.into());
+                    self.slots[i] = Some(kept);
+                    self.kept += 1;
+                    return Cow::Borrowed(kept);
+                }
+            }
         }
     }
 }
@@ -425,6 +489,37 @@ mod tests {
     fn streamed(bytes: &[u8]) -> Result<Event, String> {
         let now = DateTime::from_timestamp_micros(1_700_000_000_000_000).unwrap_or_default();
         decode(bytes, now).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn repeated_names_share_one_kept_copy_and_a_full_table_still_decodes() {
+        std::thread::spawn(|| {
+            let line = br#"{"source":{"ip":"10.0.0.1"},"user":{"name":"root"}}"#;
+            let (a, b) = (streamed(line), streamed(line));
+            let (Ok(a), Ok(b)) = (a, b) else {
+                panic!("decodes")
+            };
+            assert_eq!(a, b);
+            for ((na, _), (nb, _)) in a.fields.0.iter().zip(&b.fields.0) {
+                assert!(matches!((na, nb), (Cow::Borrowed(_), Cow::Borrowed(_))));
+                assert!(std::ptr::eq(na.as_ptr(), nb.as_ptr()), "{na} kept once");
+            }
+            // Fill this thread's table with junk names: later names are
+            // owned copies, and decoding is unchanged.
+            for i in 0..NAMES_KEPT {
+                let junk = format!(r#"{{"junk{i}":1}}"#);
+                assert!(streamed(junk.as_bytes()).is_ok());
+            }
+            let late = br#"{"late":{"name":"x"}}"#;
+            let ev = streamed(late).expect("decodes");
+            assert_eq!(ev.get_str("late.name"), Some("x"));
+            assert!(matches!(ev.fields.0[0].0, Cow::Owned(_)));
+            let long = format!(r#"{{"{}":1}}"#, "n".repeat(NAME_MAX + 1));
+            let ev = streamed(long.as_bytes()).expect("decodes");
+            assert!(matches!(ev.fields.0[0].0, Cow::Owned(_)));
+        })
+        .join()
+        .expect("the check thread");
     }
 
     #[test]
