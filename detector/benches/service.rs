@@ -13,7 +13,10 @@
 //!    event's receive time to the alert being readable in Kafka, p50/p99.
 //!
 //! `QALQAN_BENCH_BATCH` and `QALQAN_BENCH_WORKERS` set the detector's
-//! `batch_size` and `match_workers` (unset: the detector's defaults).
+//! `batch_size` and `match_workers` (unset: the detector's defaults);
+//! `QALQAN_BENCH_LOG` its `RUST_LOG` (default `warn`; e.g.
+//! `qalqan_detector::service=debug` shows each batch's processing and
+//! commit time).
 
 use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
@@ -201,7 +204,10 @@ fn start_detector(brokers: &str, n: &Names) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_qalqan-detector"))
         .args(["run", "--config"])
         .arg(&path)
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("QALQAN_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
