@@ -1379,7 +1379,7 @@ type Clauses = Option<Vec<Vec<AtomId>>>;
 /// Estimated chance that a clause fires on a random event: longer literals
 /// are rarer; keyword atoms scan the whole raw line, so they fire more often
 /// than field atoms of the same length.
-fn clause_cost(set: &[AtomId], atoms: &AtomTable) -> f64 {
+pub fn clause_cost(set: &[AtomId], atoms: &AtomTable) -> f64 {
     set.iter()
         .map(|&a| {
             if atoms.num_of(a).is_some() {

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use rustc_hash::FxHashMap;
 
-use crate::compile::{AtomId, AtomTable, CompiledRule, FieldId};
+use crate::compile::{clause_cost, AtomId, AtomTable, CompiledRule, FieldId};
 
 /// Index of a rule in its engine.
 pub type RuleIdx = u32;
@@ -188,11 +188,16 @@ impl Route {
     /// Builds the route for `rules` (ascending engine indices).
     ///
     /// Each rule is posted under the atoms of one clause of its trigger, its
-    /// primary clause: the one whose atoms the fewest rules of the route
-    /// share. An atom shared by hundreds of rules (the `EventID` every
-    /// process-creation rule gets from the Windows pipeline) would otherwise
-    /// walk hundreds of postings on every event that carries it; as a
-    /// secondary clause it costs one bit test per candidate.
+    /// primary clause: the one least likely to fire, estimated per atom as
+    /// [`clause_cost`] (shorter literals occur more often) times the number
+    /// of rules of the route that share the atom (a shared atom is a common
+    /// one, and marks all its rules whenever it occurs). An atom shared by
+    /// hundreds of rules (the `EventID` every process-creation rule gets
+    /// from the Windows pipeline) would otherwise walk hundreds of postings
+    /// on every event that carries it; as a secondary clause it costs one
+    /// bit test per candidate. Counting sharing alone posted web rules under
+    /// `http.request.method` `get`, which every request carries, and then
+    /// tested their long URL clauses on every event.
     pub fn build(rules: Vec<RuleIdx>, compiled: &[&CompiledRule], atoms: &AtomTable) -> Route {
         let mut per_field: BTreeMap<FieldId, Vec<AtomId>> = BTreeMap::new();
         let mut posting_map: FxHashMap<AtomId, Vec<Posting>> = FxHashMap::default();
@@ -216,12 +221,17 @@ impl Route {
         for (local, (&idx, r)) in rules.iter().zip(compiled).enumerate() {
             match &r.trigger {
                 Some(cs) if !cs.is_empty() && cs.iter().all(|c| !c.is_empty()) => {
-                    let weight = |c: &Vec<AtomId>| -> u64 {
+                    let weight = |c: &Vec<AtomId>| -> f64 {
                         c.iter()
-                            .map(|a| u64::from(share.get(a).copied().unwrap_or(0)))
+                            .map(|&a| {
+                                clause_cost(&[a], atoms)
+                                    * f64::from(share.get(&a).copied().unwrap_or(0).max(1))
+                            })
                             .sum()
                     };
-                    let primary = (0..cs.len()).min_by_key(|&i| weight(&cs[i])).unwrap_or(0);
+                    let primary = (0..cs.len())
+                        .min_by(|&i, &j| weight(&cs[i]).total_cmp(&weight(&cs[j])))
+                        .unwrap_or(0);
                     let start = clause_spans.len() as u32;
                     for (ci, c) in cs.iter().enumerate() {
                         for &a in c {
