@@ -20,6 +20,45 @@ use crate::router::{RouteError, Router};
 use crate::sequence::SequenceAllocator;
 use crate::sink::Record;
 
+/// Sets who collected an event and how. What the line itself said under
+/// one of these names is replaced: one pass drops it, then the stamps are
+/// appended (an `insert` per stamp searched all fields each time).
+/// `observer.sequence` and `event.id` are appended later, once numbered.
+fn stamp(
+    f: &mut qalqan_core::event::Fields,
+    identity: &Identity,
+    input: &'static str,
+    file_path: Option<&str>,
+    address: Option<&str>,
+) {
+    f.retain(|name| !is_stamp(name, address.is_some(), file_path.is_some()));
+    f.reserve(9);
+    f.push_new("observer.name", identity.name.as_str());
+    f.push_new("observer.hostname", identity.hostname.as_str());
+    f.push_new("observer.version", crate::VERSION);
+    f.push_new("observer.type", "collector");
+    f.push_new("input.type", input);
+    if let Some(p) = file_path {
+        f.push_new("log.file.path", p);
+    }
+    if let Some(a) = address {
+        f.push_new("log.source.address", a);
+    }
+}
+
+/// Whether `name` is one the collector sets on every event it sends
+/// (`log.source.address` when the sender is known, `log.file.path` for
+/// files), so that a line cannot pass itself off as another collector's.
+fn is_stamp(name: &str, address: bool, path: bool) -> bool {
+    match name {
+        "observer.name" | "observer.hostname" | "observer.version" | "observer.type"
+        | "observer.sequence" | "input.type" | "event.id" => true,
+        "log.source.address" => address,
+        "log.file.path" => path,
+        _ => false,
+    }
+}
+
 /// One line (or datagram, or frame) as a source read it.
 #[derive(Debug, Clone, Default)]
 pub struct RawLine {
@@ -223,15 +262,6 @@ impl Pipeline {
             for (k, v) in &line.extra {
                 ev.fields.insert(*k, v.clone());
             }
-            let f = &mut ev.fields;
-            f.insert("observer.name", self.identity.name.as_str());
-            f.insert("observer.hostname", self.identity.hostname.as_str());
-            f.insert("observer.version", crate::VERSION);
-            f.insert("observer.type", "collector");
-            f.insert("input.type", batch.source.input);
-            if let Some(p) = &batch.file_path {
-                f.insert("log.file.path", &**p);
-            }
             let peer = line.peer.or(batch.peer);
             if let Some(addr) = peer {
                 if peer_text.as_ref().is_none_or(|(a, _, _)| *a != addr) {
@@ -241,9 +271,14 @@ impl Pipeline {
             let texts = peer
                 .and(peer_text.as_ref())
                 .map(|(_, full, ip)| (full.as_str(), ip.as_str()));
-            if let Some((full, _)) = texts {
-                f.insert("log.source.address", full);
-            }
+            let f = &mut ev.fields;
+            stamp(
+                f,
+                &self.identity,
+                batch.source.input,
+                batch.file_path.as_deref(),
+                texts.map(|(full, _)| full),
+            );
             if f.get_str("host.name").is_none_or(str::is_empty) {
                 let host = match texts {
                     Some((_, ip)) => ip,
@@ -279,8 +314,8 @@ impl Pipeline {
         for (i, mut ev) in events.into_iter().enumerate() {
             let seq = first + i as u64;
             let seq_text = seq.to_string();
-            ev.fields.insert("observer.sequence", seq);
-            ev.fields.insert(
+            ev.fields.push_new("observer.sequence", seq);
+            ev.fields.push_new(
                 "event.id",
                 qalqan_core::alert::event_id(&[name, seq_text.as_bytes()]),
             );
@@ -296,5 +331,64 @@ impl Pipeline {
             });
         }
         Ok(records)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use qalqan_core::event::Fields;
+
+    fn identity() -> Identity {
+        Identity {
+            name: "col-1".into(),
+            hostname: "gw.example".into(),
+            agency: "mof".into(),
+        }
+    }
+
+    #[test]
+    fn a_line_cannot_claim_the_collectors_stamps() {
+        let mut f = Fields::new();
+        for (k, v) in [
+            ("observer.name", "evil"),
+            ("observer.sequence", "1"),
+            ("event.id", "forged"),
+            ("input.type", "file"),
+            ("observer.vendor", "Fortinet"),
+            ("log.source.address", "10.9.9.9:1"),
+            ("log.file.path", "/var/log/claimed"),
+            ("user.name", "root"),
+        ] {
+            f.insert(k, v);
+        }
+        stamp(&mut f, &identity(), "tcp", None, Some("192.0.2.7:514"));
+        assert_eq!(f.get_str("observer.name"), Some("col-1"));
+        assert_eq!(f.get_str("observer.hostname"), Some("gw.example"));
+        assert_eq!(f.get_str("observer.type"), Some("collector"));
+        assert_eq!(f.get_str("input.type"), Some("tcp"));
+        assert_eq!(f.get_str("log.source.address"), Some("192.0.2.7:514"));
+        assert!(!f.contains("observer.sequence") && !f.contains("event.id"));
+        // Not stamped this time (no file): the line's own value stays, as
+        // do fields the collector never sets.
+        assert_eq!(f.get_str("log.file.path"), Some("/var/log/claimed"));
+        assert_eq!(f.get_str("observer.vendor"), Some("Fortinet"));
+        assert_eq!(f.get_str("user.name"), Some("root"));
+        let names: Vec<&str> = f.iter().map(|(k, _)| k).collect();
+        let mut unique = names.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "every name once: {names:?}");
+    }
+
+    #[test]
+    fn a_file_line_gets_its_path_and_keeps_a_claimed_address() {
+        let mut f = Fields::new();
+        f.insert("log.source.address", "10.9.9.9:1");
+        f.insert("log.file.path", "/claimed");
+        stamp(&mut f, &identity(), "file", Some("/var/log/auth.log"), None);
+        assert_eq!(f.get_str("log.file.path"), Some("/var/log/auth.log"));
+        assert_eq!(f.get_str("log.source.address"), Some("10.9.9.9:1"));
+        assert_eq!(f.get_str("input.type"), Some("file"));
     }
 }

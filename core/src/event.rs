@@ -252,6 +252,16 @@ impl Fields {
         Some(self.0.remove(pos).1)
     }
 
+    /// Keeps only the fields whose name `keep` accepts, in one pass.
+    pub fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        self.0.retain(|(k, _)| keep(k));
+    }
+
+    /// Room for `n` more fields, so the pushes that follow do not regrow.
+    pub fn reserve(&mut self, n: usize) {
+        self.0.reserve(n);
+    }
+
     pub fn contains(&self, name: &str) -> bool {
         self.0.iter().any(|(k, _)| k == name)
     }

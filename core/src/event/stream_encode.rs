@@ -343,9 +343,9 @@ fn write_value(buf: &mut String, v: &Value) {
     match v {
         Value::Null => buf.push_str("null"),
         Value::Bool(b) => buf.push_str(if *b { "true" } else { "false" }),
-        Value::Int(i) => {
-            let _ = write!(buf, "{i}");
-        }
+        // `fmt` took a tenth of the encoding for the handful of numbers an
+        // event has.
+        Value::Int(i) => buf.push_str(itoa::Buffer::new().format(*i)),
         Value::Float(f) => match serde_json::Number::from_f64(*f) {
             Some(n) => {
                 let _ = write!(buf, "{n}");
