@@ -12,11 +12,11 @@ use qalqan_core::{Event, LogSource, Value};
 use rustc_hash::{FxHashMap, FxHashSet};
 use smallvec::SmallVec;
 
-use crate::compile::{AtomTable, CompiledRule, Compiler, FieldTable};
+use crate::compile::{AtomTable, CompiledRule, Compiler, FieldId, FieldTable, FIELD_ORIGINAL};
 use crate::eval::{lower_field, number_keys, resolve_fields, Ctx, EventState};
 use crate::filter;
 use crate::pipeline::{self, Pipeline};
-use crate::route::{ClauseMarks, Route, RuleIdx};
+use crate::route::{ClauseMarks, Route, RuleIdx, NO_SCAN};
 use crate::rule::{
     parse_file, Document, LogsourceSpec, RawCorrelation, RuleMeta, SigmaFilter, SigmaRule,
     SourceRef,
@@ -700,19 +700,24 @@ impl Engine {
         st.begin();
         let mut vals: SmallVec<[&Value; 64]> = SmallVec::new();
         resolve_fields(event, &self.fields, st, &mut vals);
-        for &f in &route.lower_fields {
-            lower_field(event, &vals, st, f);
-        }
         let cands = &mut scratch.candidates;
         cands.clear();
         if route.prefilter {
             scratch.marks.begin(route.rules.len());
-            scan(&route, st, &mut scratch.marks);
+            // the raw line is no event field: scanned when the route wants it
+            let mut at = usize::MAX;
+            while let Some(f) = next_scanned(&route, st.present(), &mut at) {
+                lower_field(event, &vals, st, f);
+                scan(&route, f, st, &mut scratch.marks);
+            }
             scan_numbers(&route, event, &vals, st, &mut scratch.marks);
             scratch.marks.finish(&route, |a| st.is_hit(a), cands);
             cands.extend_from_slice(&route.always);
             cands.sort_unstable();
         } else {
+            for &f in &route.lower_fields {
+                lower_field(event, &vals, st, f);
+            }
             cands.extend_from_slice(&route.rules);
         }
         for &r in cands.iter() {
@@ -817,20 +822,49 @@ fn scan_numbers(
     }
 }
 
-/// Scans the route's fields and collects candidate rules.
-fn scan(route: &Route, st: &mut EventState, marks: &mut ClauseMarks) {
-    for fs in &route.scans {
-        st.scan_field(fs.field, |hay, hit| {
-            let hay = hay.as_bytes();
-            let Some(start) = fs.scan_start(hay) else {
-                return;
-            };
-            for m in fs.ac.find_overlapping_iter(&hay[start..]) {
-                let p = &fs.pats[m.pattern().as_usize()];
-                if hit(p.atom) && p.postings.0 != p.postings.1 {
-                    marks.mark(route, p.postings);
-                }
-            }
-        });
+/// The next field to scan after position `at` of the walk (`usize::MAX`
+/// before the first): the raw line first if the route scans it, then the
+/// event's fields the route scans, in event order.
+#[inline]
+fn next_scanned(route: &Route, present: &[FieldId], at: &mut usize) -> Option<FieldId> {
+    if *at == usize::MAX {
+        *at = 0;
+        if route
+            .scan_of
+            .get(FIELD_ORIGINAL as usize)
+            .is_some_and(|&i| i != NO_SCAN)
+        {
+            return Some(FIELD_ORIGINAL);
+        }
     }
+    while let Some(&f) = present.get(*at) {
+        *at += 1;
+        if route.scan_of.get(f as usize).is_some_and(|&i| i != NO_SCAN) {
+            return Some(f);
+        }
+    }
+    None
+}
+
+/// Scans field `f` of the route and collects candidate rules.
+fn scan(route: &Route, f: FieldId, st: &mut EventState, marks: &mut ClauseMarks) {
+    let Some(fs) = route
+        .scan_of
+        .get(f as usize)
+        .and_then(|&i| route.scans.get(i as usize))
+    else {
+        return;
+    };
+    st.scan_field(fs.field, |hay, hit| {
+        let hay = hay.as_bytes();
+        let Some(start) = fs.scan_start(hay) else {
+            return;
+        };
+        for m in fs.ac.find_overlapping_iter(&hay[start..]) {
+            let p = &fs.pats[m.pattern().as_usize()];
+            if hit(p.atom) && p.postings.0 != p.postings.1 {
+                marks.mark(route, p.postings);
+            }
+        }
+    });
 }

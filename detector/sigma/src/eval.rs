@@ -121,6 +121,8 @@ pub struct EventState {
     /// Recently seen event field names with their field ids (see
     /// [`resolve_fields`]), direct-mapped by [`name_slot`].
     names: Vec<(Box<str>, u32)>,
+    /// Fields the event carries, in event order (each once).
+    present: Vec<FieldId>,
 }
 
 /// Slots of [`EventState::names`].
@@ -174,6 +176,12 @@ impl EventState {
         }
         self.spans.clear();
         self.lower.clear();
+        self.present.clear();
+    }
+
+    /// The fields the event carries (after [`resolve_fields`]), each once.
+    pub fn present(&self) -> &[FieldId] {
+        &self.present
     }
 
     /// Records that `field` holds `vals[val]`; the first occurrence wins,
@@ -181,6 +189,7 @@ impl EventState {
     pub fn set_field(&mut self, field: FieldId, val: u32) {
         let s = &mut self.slots[field as usize];
         if s.gen != self.gen {
+            self.present.push(field);
             *s = Slot {
                 gen: self.gen,
                 val,

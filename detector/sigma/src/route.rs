@@ -154,6 +154,9 @@ pub struct Posting {
     pub rule: u32,
 }
 
+/// Marks a field of [`Route::scan_of`] that is not scanned.
+pub const NO_SCAN: u32 = u32::MAX;
+
 /// Rules and prefilter for one event logsource.
 #[derive(Debug, Clone, Default)]
 pub struct Route {
@@ -174,11 +177,17 @@ pub struct Route {
     /// Ranges into [`Route::clause_atoms`], one per clause.
     pub clause_spans: Vec<(u32, u32)>,
     pub clause_atoms: Vec<AtomId>,
-    /// Fields to lower-case before the scan: the scanned ones. Fields only
-    /// matchers read are lower-cased once a rule that reads them is about
-    /// to run, so events that trigger nothing pay for the scan alone.
+    /// The scanned fields, each lower-cased just before its scan (or, on a
+    /// route without a prefilter, up front). Fields only matchers read are
+    /// lower-cased once a rule that reads them is about to run, so events
+    /// that trigger nothing pay for the scan alone.
     pub lower_fields: Vec<FieldId>,
     pub scans: Vec<FieldScan>,
+    /// Per field id: index into [`Route::scans`], or [`NO_SCAN`]. The scan
+    /// walks the few fields an event carries and looks each up here,
+    /// instead of trying each of the route's scanned fields (44 on the
+    /// Sysmon route, most of them absent from any one event).
+    pub scan_of: Vec<u32>,
     /// Fields with number atoms.
     pub num_scans: Vec<NumScan>,
     pub postings: Vec<Posting>,
@@ -343,6 +352,15 @@ impl Route {
         always.sort_unstable();
         lower.sort_unstable();
         lower.dedup();
+        let fields = scans
+            .iter()
+            .map(|s| s.field as usize + 1)
+            .max()
+            .unwrap_or(0);
+        let mut scan_of = vec![NO_SCAN; fields];
+        for (i, s) in scans.iter().enumerate() {
+            scan_of[s.field as usize] = i as u32;
+        }
         Route {
             prefilter,
             scanned,
@@ -353,6 +371,7 @@ impl Route {
             clause_atoms,
             lower_fields: lower,
             scans,
+            scan_of,
             num_scans,
             postings,
         }
