@@ -272,7 +272,8 @@ fn bit(set: &[u64], a: AtomId) -> bool {
 }
 
 /// `a == b` for short names without a call to `memcmp`: two overlapping
-/// 8-byte words cover names of 8 to 16 bytes.
+/// 8-byte words cover names of 8 to 16 bytes, four cover 16 to 32 (ECS
+/// names such as `http.response.status_code` are longer than 16).
 #[inline]
 fn same_name(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
@@ -287,6 +288,12 @@ fn same_name(a: &str, b: &str) -> bool {
     };
     if (8..=16).contains(&n) {
         return word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8);
+    }
+    if (17..=32).contains(&n) {
+        return word(a, 0) == word(b, 0)
+            && word(a, 8) == word(b, 8)
+            && word(a, n - 16) == word(b, n - 16)
+            && word(a, n - 8) == word(b, n - 8);
     }
     a == b
 }
@@ -784,8 +791,15 @@ mod tests {
             "ParentCommandLine",
             "url.original",
             "user_agent.original",
+            "user_agent.originaL",
+            "http.response.status_code",
+            "http.response.status_codf",
+            "http.responsE.status_code",
             "0123456789abcdef",
             "0123456789abcdeF",
+            "0123456789abcdef0123456789abcdef",
+            "0123456789abcdef0123456789abcdeF",
+            "0123456789abcdef0123456789abcdef!",
         ];
         for a in names {
             for b in names {
