@@ -116,7 +116,7 @@ impl Signal {
 }
 
 /// Appends `v` as an unsigned LEB128 number (7 bits per byte, low first).
-pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
@@ -147,13 +147,13 @@ fn put_list(out: &mut Vec<u8>, items: &[String]) {
 }
 
 /// A cursor over untrusted bytes: every read checks what is left.
-pub struct Reader<'a> {
-    pub rest: &'a [u8],
+struct Reader<'a> {
+    rest: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
     /// An unsigned LEB128 number of at most 64 bits.
-    pub fn varint(&mut self, field: &'static str) -> Result<u64, WireError> {
+    fn varint(&mut self, field: &'static str) -> Result<u64, WireError> {
         let mut v = 0u64;
         for (i, &b) in self.rest.iter().enumerate().take(10) {
             v |= u64::from(b & 0x7f) << (7 * i);
@@ -170,7 +170,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The next `n` bytes.
-    pub fn take(&mut self, n: u64, field: &'static str) -> Result<&'a [u8], WireError> {
+    fn take(&mut self, n: u64, field: &'static str) -> Result<&'a [u8], WireError> {
         let n = usize::try_from(n).map_err(|_| WireError::TooLong(field))?;
         if n > self.rest.len() {
             return Err(WireError::Truncated(field));

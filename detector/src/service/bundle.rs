@@ -170,19 +170,19 @@ impl Iterator for BinarySignals<'_> {
         if self.rest.is_empty() {
             return None;
         }
-        let Some((len, body)) = self
-            .rest
-            .split_first_chunk::<4>()
-            .map(|(len, body)| (u32::from_le_bytes(*len) as usize, body))
-            .filter(|(len, body)| *len <= body.len())
-        else {
-            let (len, left) = match self.rest.split_first_chunk::<4>() {
-                Some((len, body)) => (u32::from_le_bytes(*len) as usize, body.len()),
-                None => (4, self.rest.len()),
-            };
+        let Some((len, body)) = self.rest.split_first_chunk::<4>() else {
+            let left = self.rest.len();
             self.rest = &[];
-            return Some(Err(SignalError::Frame { len, left }));
+            return Some(Err(SignalError::Frame { len: 4, left }));
         };
+        let len = u32::from_le_bytes(*len) as usize;
+        if len > body.len() {
+            self.rest = &[];
+            return Some(Err(SignalError::Frame {
+                len,
+                left: body.len(),
+            }));
+        }
         let (one, rest) = body.split_at(len);
         self.rest = rest;
         Some(Signal::decode(one).map_err(SignalError::from))
