@@ -16,7 +16,7 @@ use crate::compile::{AtomTable, CompiledRule, Compiler, FieldId, FieldTable, FIE
 use crate::eval::{lower_field, number_keys, resolve_fields, Ctx, EventState};
 use crate::filter;
 use crate::pipeline::{self, Pipeline};
-use crate::route::{ClauseMarks, Route, RuleIdx, NO_SCAN};
+use crate::route::{ClauseMarks, FieldScan, Route, RuleIdx};
 use crate::rule::{
     parse_file, Document, LogsourceSpec, RawCorrelation, RuleMeta, SigmaFilter, SigmaRule,
     SourceRef,
@@ -706,9 +706,9 @@ impl Engine {
             scratch.marks.begin(route.rules.len());
             // the raw line is no event field: scanned when the route wants it
             let mut at = usize::MAX;
-            while let Some(f) = next_scanned(&route, st.present(), &mut at) {
+            while let Some((f, fs)) = next_scanned(&route, st.present(), &mut at) {
                 lower_field(event, &vals, st, f);
-                scan(&route, f, st, &mut scratch.marks);
+                scan(&route, fs, st, &mut scratch.marks);
             }
             scan_numbers(&route, event, &vals, st, &mut scratch.marks);
             scratch.marks.finish(&route, |a| st.is_hit(a), cands);
@@ -823,38 +823,31 @@ fn scan_numbers(
 }
 
 /// The next field to scan after position `at` of the walk (`usize::MAX`
-/// before the first): the raw line first if the route scans it, then the
-/// event's fields the route scans, in event order.
+/// before the first), with its scan: the raw line first if the route scans
+/// it, then the event's fields the route scans, in event order.
 #[inline]
-fn next_scanned(route: &Route, present: &[FieldId], at: &mut usize) -> Option<FieldId> {
+fn next_scanned<'r>(
+    route: &'r Route,
+    present: &[FieldId],
+    at: &mut usize,
+) -> Option<(FieldId, &'r FieldScan)> {
     if *at == usize::MAX {
         *at = 0;
-        if route
-            .scan_of
-            .get(FIELD_ORIGINAL as usize)
-            .is_some_and(|&i| i != NO_SCAN)
-        {
-            return Some(FIELD_ORIGINAL);
+        if let Some(fs) = route.scan_for(FIELD_ORIGINAL) {
+            return Some((FIELD_ORIGINAL, fs));
         }
     }
     while let Some(&f) = present.get(*at) {
         *at += 1;
-        if route.scan_of.get(f as usize).is_some_and(|&i| i != NO_SCAN) {
-            return Some(f);
+        if let Some(fs) = route.scan_for(f) {
+            return Some((f, fs));
         }
     }
     None
 }
 
-/// Scans field `f` of the route and collects candidate rules.
-fn scan(route: &Route, f: FieldId, st: &mut EventState, marks: &mut ClauseMarks) {
-    let Some(fs) = route
-        .scan_of
-        .get(f as usize)
-        .and_then(|&i| route.scans.get(i as usize))
-    else {
-        return;
-    };
+/// Scans one field of the route and collects candidate rules.
+fn scan(route: &Route, fs: &FieldScan, st: &mut EventState, marks: &mut ClauseMarks) {
     st.scan_field(fs.field, |hay, hit| {
         let hay = hay.as_bytes();
         let Some(start) = fs.scan_start(hay) else {

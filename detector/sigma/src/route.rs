@@ -377,6 +377,15 @@ impl Route {
         }
     }
 
+    /// The scan of field `f`, if the route scans it.
+    #[inline]
+    pub fn scan_for(&self, f: FieldId) -> Option<&FieldScan> {
+        match self.scan_of.get(f as usize) {
+            Some(&i) if i != NO_SCAN => self.scans.get(i as usize),
+            _ => None,
+        }
+    }
+
     /// Approximate heap bytes of the automata.
     pub fn memory_usage(&self) -> usize {
         self.scans.iter().map(|s| s.ac.memory_usage()).sum()
