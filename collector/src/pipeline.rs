@@ -32,6 +32,7 @@ fn stamp(
     address: Option<&str>,
 ) {
     f.retain(|name| !is_stamp(name, address.is_some(), file_path.is_some()));
+    // The seven stamps here and the two numbered ones appended later.
     f.reserve(9);
     f.push_new("observer.name", identity.name.as_str());
     f.push_new("observer.hostname", identity.hostname.as_str());

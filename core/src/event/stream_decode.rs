@@ -110,37 +110,38 @@ thread_local! {
 /// `name` as a field name: the kept copy when there is one or room for
 /// one, else an owned copy.
 fn field_name(name: &str) -> Cow<'static, str> {
-    if name.len() > NAME_MAX {
-        return Cow::Owned(name.to_owned());
-    }
-    NAMES
-        .try_with(|table| match table.try_borrow_mut() {
-            Ok(mut table) => table.get(name),
-            Err(_) => Cow::Owned(name.to_owned()),
-        })
-        .unwrap_or_else(|_| Cow::Owned(name.to_owned()))
+    let kept = if name.len() > NAME_MAX {
+        None
+    } else {
+        NAMES
+            .try_with(|table| table.try_borrow_mut().ok()?.get(name))
+            .ok()
+            .flatten()
+    };
+    kept.map_or_else(|| Cow::Owned(name.to_owned()), Cow::Borrowed)
 }
 
 impl NameTable {
-    fn get(&mut self, name: &str) -> Cow<'static, str> {
+    /// The kept copy of `name`, kept now if there is room.
+    fn get(&mut self, name: &str) -> Option<&'static str> {
         use std::sync::atomic::Ordering;
         let mask = NAME_SLOTS - 1;
         let mut i = xxhash_rust::xxh3::xxh3_64(name.as_bytes()) as usize & mask;
         loop {
             match self.slots[i] {
-                Some(kept) if kept == name => return Cow::Borrowed(kept),
+                Some(kept) if kept == name => return Some(kept),
                 Some(_) => i = (i + 1) & mask,
                 None => {
                     let room = self.kept < NAMES_KEPT
                         && NAME_BYTES.fetch_add(name.len(), Ordering::Relaxed) + name.len()
                             <= NAME_BYTES_KEPT;
                     if !room {
-                        return Cow::Owned(name.to_owned());
+                        return None;
                     }
                     let kept: &'static str = Box::leak(name.into());
                     self.slots[i] = Some(kept);
                     self.kept += 1;
-                    return Cow::Borrowed(kept);
+                    return Some(kept);
                 }
             }
         }
