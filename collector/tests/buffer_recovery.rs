@@ -14,7 +14,31 @@ fn open(dir: &Path) -> DiskBuffer {
     let mut cfg = BufferConfig::new(dir, 1 << 20);
     cfg.segment_bytes = 64 * 1024;
     cfg.fsync = FsyncPolicy::Interval(Duration::from_millis(50));
-    DiskBuffer::open(cfg).unwrap()
+    reopen(cfg)
+}
+
+/// Opens a buffer directory this test closed a moment ago.
+///
+/// The directory lock is an `flock`, which belongs to the open file, not to
+/// the descriptor. While another test in this binary spawns a child process,
+/// the child holds copies of every descriptor between its fork and its exec
+/// (close-on-exec closes them only at exec), so a lock the test just dropped
+/// can outlive the drop by that instant. Waiting it out, bounded, keeps the
+/// test about recovery; `buffer_queue` tests that a held lock is refused.
+fn try_reopen(cfg: BufferConfig) -> Result<DiskBuffer, BufferError> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match DiskBuffer::open(cfg.clone()) {
+            Err(BufferError::Locked { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn reopen(cfg: BufferConfig) -> DiskBuffer {
+    try_reopen(cfg).unwrap()
 }
 
 fn record(n: u64) -> Vec<u8> {
@@ -209,7 +233,7 @@ async fn a_damaged_older_segment_is_skipped_counted_and_the_rest_delivered() {
     f.write_all_at(b"GARBAGE", 32 + 10 * 266 + 40).unwrap();
     drop(f);
 
-    let buf = DiskBuffer::open(cfg).unwrap();
+    let buf = reopen(cfg);
     let mut got = Vec::new();
     while got.last().map(|(id, _)| *id) != Some(100) {
         got.extend(
@@ -250,7 +274,7 @@ async fn foreign_files_are_ignored_and_a_bad_segment_is_named() {
     std::fs::write(&bogus, vec![b'z'; 100]).unwrap();
     let mut cfg = BufferConfig::new(dir.path(), 1 << 20);
     cfg.segment_bytes = 64 * 1024;
-    let err = DiskBuffer::open(cfg.clone())
+    let err = try_reopen(cfg.clone())
         .err()
         .expect("bogus segment accepted");
     assert!(matches!(err, BufferError::Corrupt { .. }), "{err}");
@@ -260,7 +284,7 @@ async fn foreign_files_are_ignored_and_a_bad_segment_is_named() {
     );
     assert!(bogus.exists());
     std::fs::remove_file(&bogus).unwrap();
-    let buf = DiskBuffer::open(cfg).unwrap();
+    let buf = reopen(cfg);
     assert_records(&read_all(&buf, 5).await, 1..=5);
 }
 
