@@ -13,8 +13,9 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use smallvec::SmallVec;
 
 use crate::compile::{AtomTable, CompiledRule, Compiler, FieldId, FieldTable, FIELD_ORIGINAL};
-use crate::eval::{lower_field, number_keys, resolve_fields, Ctx, EventState};
+use crate::eval::{lower_field, number_keys, resolve_fields, single_str, Ctx, EventState};
 use crate::filter;
+use crate::memo::{Lookup, ScanMemo};
 use crate::pipeline::{self, Pipeline};
 use crate::route::{ClauseMarks, FieldScan, Route, RuleIdx};
 use crate::rule::{
@@ -465,6 +466,7 @@ pub struct Scratch {
     marks: ClauseMarks,
     candidates: Vec<RuleIdx>,
     last_route: Option<(LogSource, Arc<Route>)>,
+    memo: ScanMemo,
 }
 
 impl Scratch {
@@ -707,8 +709,20 @@ impl Engine {
             // the raw line is no event field: scanned when the route wants it
             let mut at = usize::MAX;
             while let Some((f, fs)) = next_scanned(&route, st.present(), &mut at) {
-                lower_field(event, &vals, st, f);
-                scan(&route, fs, st, &mut scratch.marks);
+                let memo = single_str(&vals, st, f)
+                    .map(|text| scratch.memo.lookup(route.id, f, text))
+                    .unwrap_or(Lookup::Off);
+                match memo {
+                    Lookup::Hit(pats) => replay(&route, fs, pats, st, &mut scratch.marks),
+                    Lookup::Miss(found) => {
+                        lower_field(event, &vals, st, f);
+                        scan(&route, fs, st, &mut scratch.marks, Some(found));
+                    }
+                    Lookup::Off => {
+                        lower_field(event, &vals, st, f);
+                        scan(&route, fs, st, &mut scratch.marks, None);
+                    }
+                }
             }
             scan_numbers(&route, event, &vals, st, &mut scratch.marks);
             scratch.marks.finish(&route, |a| st.is_hit(a), cands);
@@ -846,8 +860,15 @@ fn next_scanned<'r>(
     None
 }
 
-/// Scans one field of the route and collects candidate rules.
-fn scan(route: &Route, fs: &FieldScan, st: &mut EventState, marks: &mut ClauseMarks) {
+/// Scans one field of the route and collects candidate rules; the
+/// patterns found go onto `found` for the memo.
+fn scan(
+    route: &Route,
+    fs: &FieldScan,
+    st: &mut EventState,
+    marks: &mut ClauseMarks,
+    mut found: Option<&mut Vec<u32>>,
+) {
     st.scan_field(fs.field, |hay, hit| {
         let hay = hay.as_bytes();
         let Some(start) = fs.scan_start(hay) else {
@@ -855,9 +876,32 @@ fn scan(route: &Route, fs: &FieldScan, st: &mut EventState, marks: &mut ClauseMa
         };
         for m in fs.ac.find_overlapping_iter(&hay[start..]) {
             let p = &fs.pats[m.pattern().as_usize()];
-            if hit(p.atom) && p.postings.0 != p.postings.1 {
-                marks.mark(route, p.postings);
+            if hit(p.atom) {
+                if let Some(found) = found.as_deref_mut() {
+                    found.push(m.pattern().as_u32());
+                }
+                if p.postings.0 != p.postings.1 {
+                    marks.mark(route, p.postings);
+                }
             }
         }
     });
+}
+
+/// What [`scan`] does for a text the memo knows: the same atoms found, the
+/// same rules marked, without lower-casing or scanning the text.
+fn replay(
+    route: &Route,
+    fs: &FieldScan,
+    pats: &[u32],
+    st: &mut EventState,
+    marks: &mut ClauseMarks,
+) {
+    for &i in pats {
+        if let Some(p) = fs.pats.get(i as usize) {
+            if st.hit(p.atom) && p.postings.0 != p.postings.1 {
+                marks.mark(route, p.postings);
+            }
+        }
+    }
 }

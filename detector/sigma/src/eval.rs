@@ -344,6 +344,20 @@ fn field_val<'a>(
     }
 }
 
+/// The value of event field `f` when it is a single string (what
+/// [`crate::memo::ScanMemo`] memoizes).
+#[inline]
+pub fn single_str<'a>(vals: &[&'a Value], st: &EventState, f: FieldId) -> Option<&'a str> {
+    let s = st.slots.get(f as usize)?;
+    if f <= FIELD_INGESTED || s.gen != st.gen {
+        return None;
+    }
+    match vals.get(s.val as usize) {
+        Some(Value::Str(v)) => Some(v),
+        _ => None,
+    }
+}
+
 /// The number-atom keys of the elements of `f` that [`Matcher::Num`] would
 /// compare as numbers (see [`crate::compile::num_key`]).
 pub fn number_keys(

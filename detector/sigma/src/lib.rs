@@ -98,6 +98,7 @@ pub mod eval;
 pub mod explain;
 pub mod filter;
 pub mod literal;
+pub mod memo;
 pub mod modifier;
 pub mod pattern;
 pub mod pipeline;

@@ -15,6 +15,7 @@
 //! evaluated.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use rustc_hash::FxHashMap;
@@ -154,12 +155,17 @@ pub struct Posting {
     pub rule: u32,
 }
 
+static NEXT_ROUTE_ID: AtomicU64 = AtomicU64::new(1);
+
 /// Marks a field of [`Route::scan_of`] that is not scanned.
 pub const NO_SCAN: u32 = u32::MAX;
 
 /// Rules and prefilter for one event logsource.
 #[derive(Debug, Clone, Default)]
 pub struct Route {
+    /// Unique among the routes of the process, never 0 for a built route
+    /// (keys the [`crate::memo::ScanMemo`]).
+    pub id: u64,
     /// False when an automaton could not be built: every rule of the route
     /// is then evaluated without the prefilter.
     pub prefilter: bool,
@@ -362,6 +368,7 @@ impl Route {
             scan_of[s.field as usize] = i as u32;
         }
         Route {
+            id: NEXT_ROUTE_ID.fetch_add(1, Ordering::Relaxed),
             prefilter,
             scanned,
             rules,

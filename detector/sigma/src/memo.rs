@@ -1,0 +1,148 @@
+//! Memo of prefilter scans across events.
+//!
+//! The atoms a field scan finds depend on the route and the field's text
+//! alone, and most fields of an event source repeat their values from event
+//! to event: a Sysmon host runs the same few hundred images under the same
+//! users, companies and parent processes. The memo remembers, per (route,
+//! field, text), which of the scan's patterns were found, so a repeated
+//! value is replayed from the memo instead of being lower-cased and walked
+//! through the automaton again. Only single-string values are memoized, and
+//! a field whose values rarely repeat (raw lines, hashes, file names with
+//! random parts) stops using the memo for a while, so it pays little for a
+//! lookup that does not help.
+
+use std::hash::Hasher;
+
+use rustc_hash::FxHasher;
+
+use crate::compile::FieldId;
+
+/// Entries of the memo (direct-mapped; a power of two).
+const SLOTS: usize = 2048;
+/// Longest text memoized: longer values rarely repeat, and copying them
+/// into the memo would cost more than it saves.
+const MAX_TEXT: usize = 512;
+/// Lookups of a field between two looks at its hit rate.
+const WINDOW: u32 = 256;
+/// A field whose window had fewer hits than this skips the memo ...
+const MIN_HITS: u32 = WINDOW / 8;
+/// ... for this many of its values, then tries again.
+const PAUSE: u32 = 16 * WINDOW;
+
+#[derive(Debug, Default)]
+struct Slot {
+    /// Route id (see [`crate::route::Route::id`]); 0 = empty.
+    route: u64,
+    field: FieldId,
+    text: String,
+    /// Indices into the field scan's patterns of the atoms found.
+    pats: Vec<u32>,
+}
+
+/// Hit-rate bookkeeping of one field.
+#[derive(Debug, Default, Clone, Copy)]
+struct FieldStats {
+    lookups: u32,
+    hits: u32,
+    /// Values left to skip before the field uses the memo again.
+    paused: u32,
+}
+
+/// The memo (one per [`crate::Scratch`]).
+#[derive(Debug, Default)]
+pub struct ScanMemo {
+    slots: Vec<Slot>,
+    stats: Vec<FieldStats>,
+}
+
+/// What [`ScanMemo::lookup`] found.
+pub enum Lookup<'m> {
+    /// The patterns found in this text before.
+    Hit(&'m [u32]),
+    /// Not known: scan, and push the patterns found onto this list.
+    Miss(&'m mut Vec<u32>),
+    /// The field does not use the memo now: scan without recording.
+    Off,
+}
+
+impl ScanMemo {
+    /// The memo entry for `text` of `field` on route `route`.
+    pub fn lookup(&mut self, route: u64, field: FieldId, text: &str) -> Lookup<'_> {
+        if route == 0 || text.len() > MAX_TEXT || !self.use_field(field) {
+            return Lookup::Off;
+        }
+        if self.slots.is_empty() {
+            self.slots.resize_with(SLOTS, Slot::default);
+        }
+        let mut h = FxHasher::default();
+        h.write_u64(route);
+        h.write_u32(field);
+        h.write(text.as_bytes());
+        let slot = &mut self.slots[(h.finish() >> 32) as usize % SLOTS];
+        let st = &mut self.stats[field as usize];
+        st.lookups += 1;
+        if slot.route == route && slot.field == field && slot.text == text {
+            st.hits += 1;
+            return Lookup::Hit(&slot.pats);
+        }
+        slot.route = route;
+        slot.field = field;
+        slot.text.clear();
+        slot.text.push_str(text);
+        slot.pats.clear();
+        Lookup::Miss(&mut slot.pats)
+    }
+
+    /// Whether `field` uses the memo for its next value (see [`PAUSE`]).
+    fn use_field(&mut self, field: FieldId) -> bool {
+        let i = field as usize;
+        if self.stats.len() <= i {
+            self.stats.resize(i + 1, FieldStats::default());
+        }
+        let st = &mut self.stats[i];
+        if st.paused > 0 {
+            st.paused -= 1;
+            return false;
+        }
+        if st.lookups >= WINDOW {
+            if st.hits < MIN_HITS {
+                st.paused = PAUSE;
+            }
+            st.lookups = 0;
+            st.hits = 0;
+            return st.paused == 0;
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remembers_patterns_per_route_field_and_text() {
+        let mut m = ScanMemo::default();
+        match m.lookup(1, 5, "cmd.exe") {
+            Lookup::Miss(p) => p.extend([3, 7]),
+            _ => panic!("first lookup must miss"),
+        }
+        assert!(matches!(m.lookup(1, 5, "cmd.exe"), Lookup::Hit(&[3, 7])));
+        assert!(matches!(m.lookup(2, 5, "cmd.exe"), Lookup::Miss(_)));
+        assert!(matches!(m.lookup(1, 6, "cmd.exe"), Lookup::Miss(_)));
+        assert!(matches!(m.lookup(1, 5, "cmd.EXE"), Lookup::Miss(_)));
+    }
+
+    #[test]
+    fn a_field_whose_values_never_repeat_pauses() {
+        let mut m = ScanMemo::default();
+        let mut off = 0;
+        for i in 0..2 * WINDOW {
+            if matches!(m.lookup(1, 5, &format!("value {i}")), Lookup::Off) {
+                off += 1;
+            }
+        }
+        assert!(off > 0);
+        assert!(matches!(m.lookup(1, 6, "x"), Lookup::Miss(_)));
+    }
+}
