@@ -370,6 +370,10 @@ pub struct Item {
     /// the item runs, so the memory goes only to the items events reach
     /// (a few hundred of the corpus's thousands).
     pub any_contains: Option<OnceLock<Option<AnyContains>>>,
+    /// The item's result is remembered per field value across events (see
+    /// [`crate::memo::ItemMemo`]): it reads only its own field, and is
+    /// costly enough that a lookup is cheaper than evaluating it again.
+    pub memo: bool,
 }
 
 /// Several lower-cased needles searched at once (see [`Item::any_contains`]).
@@ -427,6 +431,41 @@ impl AnyContains {
     pub fn is_match(&self, lower: &str) -> bool {
         self.searcher.find(lower.as_bytes()).is_some()
     }
+}
+
+/// Fewest alternatives of an item that make it worth memoizing when none
+/// of them is a regular expression or a glob.
+pub const MEMO_MIN_ALTS: usize = 3;
+
+/// Whether an item's result may be memoized per value of its field (see
+/// [`Item::memo`]): an event field (not the raw line or a timestamp), no
+/// field references (they read a second field), and either a regular
+/// expression, a glob, or several alternatives to try.
+fn worth_memo(field: FieldId, values: &[ValueMatch]) -> bool {
+    fn inner(m: &Matcher) -> &Matcher {
+        match m {
+            Matcher::Not(x) => inner(x),
+            other => other,
+        }
+    }
+    if field <= FIELD_INGESTED {
+        return false;
+    }
+    let alts = || values.iter().flat_map(|v| v.alts.iter()).map(inner);
+    if alts().any(|m| matches!(m, Matcher::FieldRef { .. })) {
+        return false;
+    }
+    alts().count() >= MEMO_MIN_ALTS
+        || alts().any(|m| {
+            matches!(
+                m,
+                Matcher::Regex(_)
+                    | Matcher::Str(StrMatcher {
+                        pattern: StrPattern::Glob(_),
+                        ..
+                    })
+            )
+        })
 }
 
 /// A compiled search identifier.
@@ -602,6 +641,7 @@ impl Compiler<'_> {
             });
         }
         let any_contains = AnyContains::qualifies(flags.all, &values).then(OnceLock::new);
+        let memo = worth_memo(field, &values);
         Ok(Item {
             field,
             key: if key.is_empty() {
@@ -612,6 +652,7 @@ impl Compiler<'_> {
             all: flags.all,
             values,
             any_contains,
+            memo,
         })
     }
 

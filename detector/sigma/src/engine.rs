@@ -15,7 +15,7 @@ use smallvec::SmallVec;
 use crate::compile::{AtomTable, CompiledRule, Compiler, FieldId, FieldTable, FIELD_ORIGINAL};
 use crate::eval::{lower_field, number_keys, resolve_fields, single_str, Ctx, EventState};
 use crate::filter;
-use crate::memo::{Lookup, ScanMemo};
+use crate::memo::{ItemMemo, Lookup, ScanMemo};
 use crate::pipeline::{self, Pipeline};
 use crate::route::{ClauseMarks, FieldScan, Route, RuleIdx};
 use crate::rule::{
@@ -467,6 +467,7 @@ pub struct Scratch {
     candidates: Vec<RuleIdx>,
     last_route: Option<(LogSource, Arc<Route>)>,
     memo: ScanMemo,
+    items: ItemMemo,
 }
 
 impl Scratch {
@@ -713,8 +714,12 @@ impl Engine {
                     .map(|text| scratch.memo.lookup(route.id, f, text))
                     .unwrap_or(Lookup::Off);
                 match memo {
-                    Lookup::Hit(pats) => replay(&route, fs, pats, st, &mut scratch.marks),
-                    Lookup::Miss(found) => {
+                    Lookup::Hit(pats, id) => {
+                        st.set_value_id(f, id);
+                        replay(&route, fs, pats, st, &mut scratch.marks);
+                    }
+                    Lookup::Miss(found, id) => {
+                        st.set_value_id(f, id);
                         lower_field(event, &vals, st, f);
                         scan(&route, fs, st, &mut scratch.marks, Some(found));
                     }
@@ -739,11 +744,13 @@ impl Engine {
                 lower_field(event, &vals, st, f);
             }
         }
+        scratch.items.ensure();
         let ctx = Ctx {
             event,
             vals: &vals,
             st,
             scanned: route.prefilter.then_some(route.scanned.as_slice()),
+            items: Some(&scratch.items),
         };
         for &r in cands.iter() {
             if ctx.eval_rule(&self.rules[r as usize].compiled) {
@@ -768,6 +775,7 @@ impl Engine {
             vals: &vals,
             st: &st,
             scanned: None,
+            items: None,
         };
         let ev_ls = LogsourceSpec {
             category: event.logsource.category.clone(),
@@ -810,6 +818,7 @@ impl Engine {
             vals: &vals,
             st: &st,
             scanned: None,
+            items: None,
         };
         f(&ctx)
     }

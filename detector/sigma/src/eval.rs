@@ -18,6 +18,7 @@ use crate::compile::{
     parse_decimal, AnyContains, AtomId, CompiledRule, Expr, FieldId, Item, Matcher, RefMode,
     RegexMatcher, SearchExpr, StrMatcher, FIELD_INGESTED, FIELD_ORIGINAL, FIELD_TIMESTAMP,
 };
+use crate::memo::{ItemMemo, ValueId};
 use crate::modifier::TimePart;
 use crate::value::lowercase_into;
 
@@ -106,6 +107,8 @@ struct Slot {
     lower_gen: u32,
     span_start: u32,
     span_len: u32,
+    /// The value's name in the scan memo this event (0: none).
+    memo: ValueId,
 }
 
 /// Per-event working memory, reused across events (one per thread).
@@ -196,7 +199,28 @@ impl EventState {
                 lower_gen: 0,
                 span_start: 0,
                 span_len: 0,
+                memo: 0,
             };
+        }
+    }
+
+    /// Records the scan memo's name for the value of `field` (see
+    /// [`crate::memo::ItemMemo`]).
+    #[inline]
+    pub fn set_value_id(&mut self, field: FieldId, id: ValueId) {
+        if let Some(s) = self.slots.get_mut(field as usize) {
+            if s.gen == self.gen {
+                s.memo = id;
+            }
+        }
+    }
+
+    /// The scan memo's name for the value of `field` this event (0: none).
+    #[inline]
+    pub fn value_id(&self, field: FieldId) -> ValueId {
+        match self.slots.get(field as usize) {
+            Some(s) if s.gen == self.gen => s.memo,
+            _ => 0,
         }
     }
 
@@ -263,6 +287,8 @@ pub struct Ctx<'a> {
     /// was scanned for and not found cannot match. `None` on the reference
     /// path, which checks every matcher in full.
     pub scanned: Option<&'a [u64]>,
+    /// Item results of earlier events (optimized path only).
+    pub items: Option<&'a ItemMemo>,
 }
 
 #[inline]
@@ -494,6 +520,23 @@ impl<'a> Ctx<'a> {
     /// alternatives OR-ed. The field is prepared once, and only when a
     /// matcher cannot be decided from the prefilter atoms alone.
     pub fn eval_item(&self, i: &Item) -> bool {
+        if let (true, Some(memo)) = (i.memo, self.items) {
+            let value = self.st.value_id(i.field);
+            if value != 0 {
+                let key = i as *const Item as usize;
+                if let Some(r) = memo.get(key, value) {
+                    return r;
+                }
+                let r = self.eval_item_now(i);
+                memo.set(key, value, r);
+                return r;
+            }
+        }
+        self.eval_item_now(i)
+    }
+
+    /// [`Ctx::eval_item`] without the memo.
+    fn eval_item_now(&self, i: &Item) -> bool {
         if let (Some(cell), Some(_)) = (&i.any_contains, self.scanned) {
             let Some(any) = cell.get_or_init(|| AnyContains::build(i.all, &i.values)) else {
                 return self.eval_values(i);

@@ -11,6 +11,7 @@
 //! random parts) stops using the memo for a while, so it pays little for a
 //! lookup that does not help.
 
+use std::cell::Cell;
 use std::hash::Hasher;
 
 use rustc_hash::FxHasher;
@@ -37,6 +38,8 @@ struct Slot {
     text: String,
     /// Indices into the field scan's patterns of the atoms found.
     pats: Vec<u32>,
+    /// Names this entry's text (see [`ValueId`]).
+    stamp: ValueId,
 }
 
 /// Hit-rate bookkeeping of one field.
@@ -53,14 +56,21 @@ struct FieldStats {
 pub struct ScanMemo {
     slots: Vec<Slot>,
     stats: Vec<FieldStats>,
+    /// Last [`ValueId`] handed out.
+    stamps: u64,
 }
+
+/// Names a memoized (route, field, text) for as long as the memo holds it:
+/// a new entry gets a new id, so results remembered under an evicted
+/// entry's id are never found again. 0 names nothing.
+pub type ValueId = u64;
 
 /// What [`ScanMemo::lookup`] found.
 pub enum Lookup<'m> {
     /// The patterns found in this text before.
-    Hit(&'m [u32]),
+    Hit(&'m [u32], ValueId),
     /// Not known: scan, and push the patterns found onto this list.
-    Miss(&'m mut Vec<u32>),
+    Miss(&'m mut Vec<u32>, ValueId),
     /// The field does not use the memo now: scan without recording.
     Off,
 }
@@ -83,14 +93,16 @@ impl ScanMemo {
         st.lookups += 1;
         if slot.route == route && slot.field == field && slot.text == text {
             st.hits += 1;
-            return Lookup::Hit(&slot.pats);
+            return Lookup::Hit(&slot.pats, slot.stamp);
         }
+        self.stamps += 1;
+        slot.stamp = self.stamps;
         slot.route = route;
         slot.field = field;
         slot.text.clear();
         slot.text.push_str(text);
         slot.pats.clear();
-        Lookup::Miss(&mut slot.pats)
+        Lookup::Miss(&mut slot.pats, slot.stamp)
     }
 
     /// Whether `field` uses the memo for its next value (see [`PAUSE`]).
@@ -116,6 +128,65 @@ impl ScanMemo {
     }
 }
 
+/// Entries of the item memo (direct-mapped; a power of two).
+const ITEM_SLOTS: usize = 4096;
+
+#[derive(Debug, Default, Clone, Copy)]
+struct ItemSlot {
+    /// Address of the [`crate::compile::Item`] (0 = empty).
+    item: usize,
+    value: ValueId,
+    result: bool,
+}
+
+/// Results of detection items per field value, across events.
+///
+/// An item that reads only its own field (see
+/// [`crate::compile::Item::memo`]) gives the same result whenever that
+/// field holds the same text, whatever the rest of the event. With the
+/// field's [`ValueId`] from the scan memo, a repeated value decides such an
+/// item with one lookup instead of its string compares or regular
+/// expressions. Entries are keyed by the item's address: items are boxed
+/// and live as long as their engine, and the memo is dropped with the
+/// [`crate::Scratch`] when the scratch moves to another engine.
+#[derive(Debug, Default)]
+pub struct ItemMemo {
+    slots: Vec<Cell<ItemSlot>>,
+}
+
+impl ItemMemo {
+    fn index(item: usize, value: ValueId) -> usize {
+        let h = (item as u64 ^ value.rotate_left(32)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        (h >> 40) as usize % ITEM_SLOTS
+    }
+
+    /// The result remembered for `item` on the value `value`.
+    #[inline]
+    pub fn get(&self, item: usize, value: ValueId) -> Option<bool> {
+        let s = self.slots.get(Self::index(item, value))?.get();
+        (s.item == item && s.value == value).then_some(s.result)
+    }
+
+    /// Remembers the result of `item` on the value `value`.
+    #[inline]
+    pub fn set(&self, item: usize, value: ValueId, result: bool) {
+        if let Some(s) = self.slots.get(Self::index(item, value)) {
+            s.set(ItemSlot {
+                item,
+                value,
+                result,
+            });
+        }
+    }
+
+    /// Allocates the table (on first use, so an idle scratch stays small).
+    pub fn ensure(&mut self) {
+        if self.slots.is_empty() {
+            self.slots = vec![Cell::new(ItemSlot::default()); ITEM_SLOTS];
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,13 +195,26 @@ mod tests {
     fn remembers_patterns_per_route_field_and_text() {
         let mut m = ScanMemo::default();
         match m.lookup(1, 5, "cmd.exe") {
-            Lookup::Miss(p) => p.extend([3, 7]),
+            Lookup::Miss(p, _) => p.extend([3, 7]),
             _ => panic!("first lookup must miss"),
         }
-        assert!(matches!(m.lookup(1, 5, "cmd.exe"), Lookup::Hit(&[3, 7])));
-        assert!(matches!(m.lookup(2, 5, "cmd.exe"), Lookup::Miss(_)));
-        assert!(matches!(m.lookup(1, 6, "cmd.exe"), Lookup::Miss(_)));
-        assert!(matches!(m.lookup(1, 5, "cmd.EXE"), Lookup::Miss(_)));
+        assert!(matches!(m.lookup(1, 5, "cmd.exe"), Lookup::Hit(&[3, 7], 1)));
+        assert!(matches!(m.lookup(2, 5, "cmd.exe"), Lookup::Miss(_, 2)));
+        assert!(matches!(m.lookup(1, 6, "cmd.exe"), Lookup::Miss(_, 3)));
+        assert!(matches!(m.lookup(1, 5, "cmd.EXE"), Lookup::Miss(_, 4)));
+    }
+
+    #[test]
+    fn item_results_are_kept_per_item_and_value() {
+        let mut m = ItemMemo::default();
+        assert_eq!(m.get(8, 1), None);
+        m.ensure();
+        assert_eq!(m.get(8, 1), None);
+        m.set(8, 1, true);
+        m.set(16, 1, false);
+        assert_eq!(m.get(8, 1), Some(true));
+        assert_eq!(m.get(16, 1), Some(false));
+        assert_eq!(m.get(8, 2), None);
     }
 
     #[test]
@@ -143,6 +227,6 @@ mod tests {
             }
         }
         assert!(off > 0);
-        assert!(matches!(m.lookup(1, 6, "x"), Lookup::Miss(_)));
+        assert!(matches!(m.lookup(1, 6, "x"), Lookup::Miss(..)));
     }
 }
