@@ -85,6 +85,7 @@ bench:
 	$(CARGO) bench -p qalqan-sigma --bench corpus
 	$(CARGO) bench -p qalqan-correlation --bench correlation
 	$(CARGO) bench -p qalqan-collector --bench buffer
+	$(CARGO) bench -p qalqan-detector --bench stage1
 	deploy/local/with-stack $(CARGO) bench -p qalqan-collector --bench pipeline
 	deploy/local/with-stack $(CARGO) bench -p qalqan-detector --bench clickhouse_insert
 	deploy/local/with-stack $(CARGO) bench -p qalqan-detector --bench service

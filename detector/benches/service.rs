@@ -24,36 +24,17 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use qalqan_core::event::{now_micros, Value};
-use qalqan_core::Event;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+mod common;
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// Parsed base events: loghub OpenSSH plus the demo scenario.
-fn base_events() -> Vec<Event> {
-    let parser = qalqan_core::parse::Parser::default();
-    let now = now_micros();
-    let path = qalqan_testkit::shared_data("loghub/OpenSSH_2k.log");
-    let text = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut out: Vec<Event> = text
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(|l| parser.parse(l, now).event)
-        .collect();
-    let start = now - chrono::Duration::minutes(20);
-    out.extend(
-        qalqan_detector::demo::scenario(start, 42)
-            .into_iter()
-            .map(|l| parser.parse(l.line.as_bytes(), l.at).event),
-    );
-    out
 }
 
 fn producer(brokers: &str) -> ThreadedProducer<DefaultProducerContext> {
@@ -159,30 +140,16 @@ struct Names {
 }
 
 fn start_detector(brokers: &str, n: &Names) -> std::process::Child {
-    let root = qalqan_testkit::workspace_root();
-    let sigma = qalqan_testkit::shared_data("sigma/rules");
     let dir = std::env::temp_dir().join(format!("qalqan-bench-{}", n.agency));
     std::fs::create_dir_all(&dir).expect("dir");
-    let pipelines: Vec<String> = ["linux", "network", "web", "windows"]
-        .iter()
-        .map(|p| {
-            format!(
-                "{:?}",
-                root.join(format!("rules/pipelines/qalqan-{p}.yml"))
-                    .display()
-                    .to_string()
-            )
-        })
-        .collect();
-    let paths: Vec<String> = [
-        root.join("rules"),
-        sigma.join("linux"),
-        sigma.join("web"),
-        sigma.join("network"),
-    ]
-    .iter()
-    .map(|p| format!("{:?}", p.display().to_string()))
-    .collect();
+    let rules = common::rule_sources();
+    let quoted = |paths: &[std::path::PathBuf]| -> Vec<String> {
+        paths
+            .iter()
+            .map(|p| format!("{:?}", p.display().to_string()))
+            .collect()
+    };
+    let (paths, pipelines) = (quoted(&rules.paths), quoted(&rules.pipelines));
     let config = format!(
         "[detector]\nroles = [\"match\", \"correlate\"]\ngroup_prefix = \"{group}\"\nbatch_size = {batch}\n{workers}\
          [topics]\nevents = '^{ev}$'\nraw = '^{ev}\\.raw$'\nsignals = \"{sig}\"\nalerts = \"{al}\"\ndeadletter = \"{al}.dl\"\n\
@@ -235,17 +202,12 @@ fn main() {
     qalqan_testkit::create_topic(&format!("{}.raw", names.events), 1);
 
     // 1. Throughput.
-    let base = base_events();
+    let base = common::base_events();
     let t0 = now_micros() - chrono::Duration::hours(2);
     let p = producer(&brokers);
     let started = Instant::now();
     for i in 0..total {
-        let mut ev = base[i % base.len()].clone();
-        // Spread in event time (1 ms apart) and numbered like one collector.
-        ev.timestamp = t0 + chrono::Duration::milliseconds(i as i64 / 2);
-        ev.fields.insert("observer.name", "bench-col");
-        ev.fields
-            .insert("observer.sequence", Value::from(i as u64 + 1));
+        let ev = common::numbered(&base, i, t0);
         let host = ev.get_str("host.name").unwrap_or("h").to_owned();
         send(&p, &names.events, &host, &ev.to_json_string());
     }
