@@ -433,6 +433,9 @@ fn is_rule_file(p: &Path) -> bool {
 /// `None` when no rule names it (which selects exactly the same rules).
 type RouteKey = (Option<Box<str>>, Option<Box<str>>, Option<Box<str>>);
 
+/// Routes a [`Scratch`] remembers (see [`Engine::route_cached`]).
+const RECENT_ROUTES: usize = 8;
+
 static NEXT_ENGINE_ID: AtomicU64 = AtomicU64::new(1);
 
 /// The compiled rule set.
@@ -465,7 +468,9 @@ pub struct Scratch {
     state: EventState,
     marks: ClauseMarks,
     candidates: Vec<RuleIdx>,
-    last_route: Option<(LogSource, Arc<Route>)>,
+    /// Routes of the last few logsources, most recent first (see
+    /// [`Engine::route_cached`]).
+    routes: Vec<(LogSource, Arc<Route>)>,
     memo: ScanMemo,
     items: ItemMemo,
 }
@@ -670,6 +675,30 @@ impl Engine {
         }
     }
 
+    /// The route for `ls` through the scratch's list of recent routes.
+    /// A stream interleaves a few logsources (sshd, cron, sudo, kernel ...
+    /// on one syslog input); looking each up in the engine's map costs
+    /// three allocations for the key, a lock and a hash, and replacing a
+    /// single remembered route on every switch three more.
+    fn route_cached(
+        &self,
+        ls: &LogSource,
+        recent: &mut Vec<(LogSource, Arc<Route>)>,
+    ) -> Arc<Route> {
+        if let Some(i) = recent.iter().position(|(l, _)| l == ls) {
+            if i > 0 {
+                recent[..=i].rotate_right(1);
+            }
+            return recent[0].1.clone();
+        }
+        let r = self.route(ls);
+        if recent.len() == RECENT_ROUTES {
+            recent.pop();
+        }
+        recent.insert(0, (ls.clone(), r.clone()));
+        r
+    }
+
     /// The rules `event` matches, ascending (thread-local scratch).
     pub fn evaluate(&self, event: &Event) -> Matches {
         SCRATCH.with(|s| match s.try_borrow_mut() {
@@ -686,14 +715,7 @@ impl Engine {
                 ..Scratch::default()
             };
         }
-        let route = match &scratch.last_route {
-            Some((ls, r)) if *ls == event.logsource => r.clone(),
-            _ => {
-                let r = self.route(&event.logsource);
-                scratch.last_route = Some((event.logsource.clone(), r.clone()));
-                r
-            }
-        };
+        let route = self.route_cached(&event.logsource, &mut scratch.routes);
         let mut out = Matches::new();
         if route.rules.is_empty() {
             return out;
