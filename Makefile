@@ -3,8 +3,8 @@
 #   make demo        run the standalone pipeline (the README's first command)
 #   make test        the whole test suite against the real local stack (CI runs this)
 #   make bench       every hot-path benchmark, printing events/s (parse, buffer,
-#                    collector pipeline, sigma, correlation, ClickHouse insert,
-#                    the detector service through Kafka)
+#                    collector pipeline, sigma, correlation, detector stage 1,
+#                    ClickHouse insert, the detector service through Kafka)
 #   make lint        rustfmt --check, clippy -D warnings, shellcheck
 #   make stack-up / stack-down / stack-status   the local Kafka, ClickHouse, Prometheus
 #
