@@ -324,6 +324,36 @@ fn same_name(a: &str, b: &str) -> bool {
     a == b
 }
 
+/// The field id of `name` through the name cache: two ways per set, so two
+/// names of a source that share a set (`process.name` and `event.action`
+/// on syslog, `Description` and `DestinationHostname` on Sysmon) no longer
+/// evict each other on every event, at a key allocation and a field-table
+/// lookup each time. A new name goes into the first way, pushing the
+/// previous one into the second.
+#[inline]
+fn cached_field(
+    names: &mut [(Box<str>, u32)],
+    table: &crate::compile::FieldTable,
+    name: &str,
+) -> u32 {
+    let set = name_slot(name) & !1;
+    let Some(ways) = names.get_mut(set..set + 2) else {
+        return table.get(name).unwrap_or(NO_FIELD);
+    };
+    if name.is_empty() {
+        return table.get(name).unwrap_or(NO_FIELD);
+    }
+    for (n, fid) in ways.iter() {
+        if same_name(n, name) {
+            return *fid;
+        }
+    }
+    let fid = table.get(name).unwrap_or(NO_FIELD);
+    ways.swap(0, 1);
+    ways[0] = (Box::from(name), fid);
+    fid
+}
+
 /// Fills `vals` and the field slots for `event`.
 pub fn resolve_fields<'e>(
     event: &'e Event,
@@ -338,14 +368,7 @@ pub fn resolve_fields<'e>(
         // The field table holds thousands of names; the few dozen an event
         // source uses are remembered in a small table that stays in cache.
         // (The slots start out empty, so an empty name is never a hit.)
-        let slot = &mut st.names[name_slot(name)];
-        let fid = if !name.is_empty() && same_name(&slot.0, name) {
-            slot.1
-        } else {
-            let fid = table.get(name).unwrap_or(NO_FIELD);
-            *slot = (Box::from(name), fid);
-            fid
-        };
+        let fid = cached_field(&mut st.names, table, name);
         if fid != NO_FIELD && fid > FIELD_INGESTED {
             st.set_field(fid, vals.len() as u32);
             vals.push(value);
@@ -863,6 +886,25 @@ mod tests {
                 assert_eq!(same_name(a, b), a == b, "{a:?} vs {b:?}");
             }
         }
+    }
+
+    #[test]
+    fn two_names_of_one_set_both_stay_cached() {
+        let mut table = crate::compile::FieldTable::new();
+        let (a, b) = (table.intern("process.name"), table.intern("event.action"));
+        assert_eq!(
+            name_slot("process.name") & !1,
+            name_slot("event.action") & !1
+        );
+        let mut names = vec![(Box::from(""), NO_FIELD); NAME_SLOTS];
+        assert_eq!(cached_field(&mut names, &table, "process.name"), a);
+        assert_eq!(cached_field(&mut names, &table, "event.action"), b);
+        let empty = crate::compile::FieldTable::new();
+        // both answered from the cache now, not from the (empty) table
+        assert_eq!(cached_field(&mut names, &empty, "process.name"), a);
+        assert_eq!(cached_field(&mut names, &empty, "event.action"), b);
+        assert_eq!(cached_field(&mut names, &empty, "url.path"), NO_FIELD);
+        assert_eq!(cached_field(&mut names, &empty, ""), NO_FIELD);
     }
 
     #[test]
