@@ -160,6 +160,44 @@ fn json_str(s: &str) -> String {
     serde_json::Value::String(s.to_owned()).to_string()
 }
 
+/// Fills a command line's placeholders with fresh values: `{n}` a number,
+/// `{hex}` 16 hex digits, `{guid}` a GUID. In real Sysmon data about half
+/// of the command lines carry such per-run parts (renderer ids, temp and
+/// document names, task GUIDs), so most of them are never seen twice.
+fn vary(rng: &mut Rng, template: &str) -> String {
+    let mut out = String::with_capacity(template.len() + 32);
+    let mut rest = template;
+    while let Some(at) = rest.find('{') {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at..];
+        let (fill, used) = if tail.starts_with("{n}") {
+            (rng.below(1_000_000).to_string(), 3)
+        } else if tail.starts_with("{hex}") {
+            (format!("{:016X}", rng.next_u64()), 5)
+        } else if tail.starts_with("{guid}") {
+            let v = rng.next_u64();
+            let w = rng.next_u64();
+            (
+                format!(
+                    "{:08X}-{:04X}-{:04X}-{:04X}-{:012X}",
+                    v >> 32,
+                    (v >> 16) & 0xFFFF,
+                    v & 0xFFFF,
+                    w >> 48,
+                    w & 0xFFFF_FFFF_FFFF
+                ),
+                6,
+            )
+        } else {
+            ("{".to_owned(), 1)
+        };
+        out.push_str(&fill);
+        rest = &tail[used..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// One Sysmon-shaped Windows event as JSON.
 pub fn sysmon_json(rng: &mut Rng) -> String {
     const BENIGN: [(&str, &str); 10] = [
@@ -169,7 +207,7 @@ pub fn sysmon_json(rng: &mut Rng) -> String {
         ),
         (
             r"C:\Program Files\Google\Chrome\Application\chrome.exe",
-            r#""C:\Program Files\Google\Chrome\Application\chrome.exe" --type=renderer --field-trial-handle=1234"#,
+            r#""C:\Program Files\Google\Chrome\Application\chrome.exe" --type=renderer --field-trial-handle={n},i,{hex},{hex},262144 --renderer-client-id={n} --launch-time-ticks={n}"#,
         ),
         (r"C:\Windows\explorer.exe", r"C:\Windows\Explorer.EXE"),
         (
@@ -178,11 +216,11 @@ pub fn sysmon_json(rng: &mut Rng) -> String {
         ),
         (
             r"C:\Program Files\Microsoft Office\root\Office16\WINWORD.EXE",
-            r#""C:\Program Files\Microsoft Office\root\Office16\WINWORD.EXE" /n "C:\Users\alice\Documents\report.docx""#,
+            r#""C:\Program Files\Microsoft Office\root\Office16\WINWORD.EXE" /n "C:\Users\alice\Documents\report_{n}.docx""#,
         ),
         (
             r"C:\Windows\System32\taskhostw.exe",
-            r"taskhostw.exe {222A245B-E637-4AE9-A93F-A59CA119A75E}",
+            r"taskhostw.exe {{guid}}",
         ),
         (
             r"C:\Windows\System32\backgroundTaskHost.exe",
@@ -190,7 +228,7 @@ pub fn sysmon_json(rng: &mut Rng) -> String {
         ),
         (
             r"C:\Program Files\7-Zip\7z.exe",
-            r#""C:\Program Files\7-Zip\7z.exe" x archive.zip -oC:\Temp\out"#,
+            r#""C:\Program Files\7-Zip\7z.exe" x archive_{n}.zip -oC:\Temp\out{n}"#,
         ),
         (
             r"C:\Windows\System32\WindowsPowerShell\v1.0\powershell.exe",
@@ -266,6 +304,7 @@ pub fn sysmon_json(rng: &mut Rng) -> String {
     } else {
         BENIGN[rng.below(BENIGN.len())]
     };
+    let cmd = vary(rng, cmd);
     let (pimage, pcmd) = PARENTS[rng.below(PARENTS.len())];
     let base = format!(
         "\"EventID\":{event_id},\"Channel\":\"Microsoft-Windows-Sysmon/Operational\",\"Computer\":{},\"UtcTime\":\"{utc}\",\"ProcessGuid\":\"{guid}\",\"ProcessId\":{pid},\"Image\":{},\"User\":{}",
@@ -277,7 +316,7 @@ pub fn sysmon_json(rng: &mut Rng) -> String {
     match event_id {
         1 => format!(
             "{{{base},\"CommandLine\":{},\"CurrentDirectory\":\"C:\\\\Windows\\\\system32\\\\\",\"IntegrityLevel\":\"{}\",\"Hashes\":\"SHA256={:016X}{:016X},IMPHASH={:016X}\",\"OriginalFileName\":{},\"Company\":\"Microsoft Corporation\",\"Product\":\"Microsoft® Windows® Operating System\",\"Description\":\"{}\",\"FileVersion\":\"10.0.19041.1\",\"ParentProcessGuid\":\"{guid}\",\"ParentProcessId\":{},\"ParentImage\":{},\"ParentCommandLine\":{},\"ParentUser\":{},\"LogonId\":\"0x3e7\",\"TerminalSessionId\":1}}",
-            json_str(cmd),
+            json_str(&cmd),
             pick(rng, &["Medium", "High", "System"]),
             rng.next_u64(),
             rng.next_u64(),
