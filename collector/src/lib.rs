@@ -9,6 +9,7 @@ pub mod disk;
 pub mod heartbeat;
 pub mod loadgen;
 pub mod metrics;
+pub mod ordered;
 pub mod pipeline;
 pub mod router;
 pub mod sequence;

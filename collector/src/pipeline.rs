@@ -140,6 +140,10 @@ pub struct Pipeline {
     sequence: Mutex<SequenceAllocator>,
     router: Arc<Router>,
     metrics: Arc<Metrics>,
+    /// Batches being built on the blocking pool at once, over all sources
+    /// (see [`crate::ordered`]): one per core.
+    build_slots: Arc<tokio::sync::Semaphore>,
+    cores: usize,
 }
 
 impl Pipeline {
@@ -151,12 +155,15 @@ impl Pipeline {
         metrics: Arc<Metrics>,
     ) -> Arc<Pipeline> {
         metrics.last_sequence.set(sequence.last() as i64);
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Arc::new(Pipeline {
             parser,
             identity,
             sequence: Mutex::new(sequence),
             router,
             metrics,
+            build_slots: Arc::new(tokio::sync::Semaphore::new(cores)),
+            cores,
         })
     }
 
@@ -170,6 +177,16 @@ impl Pipeline {
 
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// Permits for building batches off the async workers.
+    pub fn build_slots(&self) -> &Arc<tokio::sync::Semaphore> {
+        &self.build_slots
+    }
+
+    /// How many batches may be built at once (the machine's cores).
+    pub fn cores(&self) -> usize {
+        self.cores
     }
 
     fn with_sequence<T>(&self, f: impl FnOnce(&mut SequenceAllocator) -> T) -> T {
@@ -202,39 +219,78 @@ impl Pipeline {
         batch: &Batch,
         cancel: &tokio_util::sync::CancellationToken,
     ) -> Result<(), ProcessError> {
+        let first = self.number(batch, cancel).await?;
+        let records = self.build_numbered(batch, first);
+        self.route_built(&records, batch).await
+    }
+
+    /// Allocates the batch's sequence numbers. Sources that can wait are
+    /// held back, retrying every second, while the sequence state cannot be
+    /// written; UDP gets the error at once (it counts a drop).
+    pub async fn number(
+        &self,
+        batch: &Batch,
+        cancel: &tokio_util::sync::CancellationToken,
+    ) -> Result<u64, ProcessError> {
         let may_wait = batch.source.input != "udp";
-        let records = loop {
-            match self.build_records(batch) {
-                Ok(r) => break r,
+        loop {
+            match self.allocate_sequence(batch.lines.len()) {
+                Ok(first) => return Ok(first),
                 Err(e) if may_wait && !cancel.is_cancelled() => {
                     tracing::error!(source = %batch.source.id, "{e}; retrying in 1s");
                     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                 }
                 Err(e) => return Err(e),
             }
-        };
+        }
+    }
+
+    /// Routes a batch's records once built (the second half of
+    /// [`Pipeline::process`]).
+    pub async fn route_built(&self, records: &[Record], batch: &Batch) -> Result<(), ProcessError> {
+        let may_wait = batch.source.input != "udp";
         self.router
-            .route(&records, batch.ack.clone(), may_wait)
+            .route(records, batch.ack.clone(), may_wait)
             .await?;
         Ok(())
     }
 
-    /// The synchronous part of [`Pipeline::process`]: parse, stamp, serialize.
-    pub fn build_records(&self, batch: &Batch) -> Result<Vec<Record>, ProcessError> {
+    /// Hands out `n` consecutive sequence numbers (persisted) and returns the
+    /// first. Numbering is separate from building so that batches built on
+    /// several cores still carry numbers in the order they were read.
+    pub fn allocate_sequence(&self, n: usize) -> Result<u64, ProcessError> {
+        if n == 0 {
+            return Ok(0);
+        }
+        let first = self.with_sequence(|s| s.allocate(n as u64)).map_err(|e| {
+            self.metrics.state_write_errors.inc();
+            ProcessError::Sequence(e)
+        })?;
+        self.metrics
+            .last_sequence
+            .set((first + n as u64 - 1) as i64);
+        Ok(first)
+    }
+
+    /// The synchronous part of [`Pipeline::process`]: parses, stamps and
+    /// serializes a batch whose events are numbered from `first` on (see
+    /// [`Pipeline::allocate_sequence`]).
+    pub fn build_numbered(&self, batch: &Batch, first: u64) -> Vec<Record> {
         let n = batch.lines.len();
         if n == 0 {
-            return Ok(Vec::new());
+            return Vec::new();
         }
         self.metrics
             .received(&batch.source.id, batch.source.input, n as u64);
         let received = now_micros();
         let mut parser_counts: Vec<(&'static str, u64)> = Vec::new();
         let mut flag_counts = [0u64; 4];
-        let mut events = Vec::with_capacity(n);
+        let mut records = Vec::with_capacity(n);
+        let name = self.identity.name.as_bytes();
         let parser = batch.source.parser.as_ref().unwrap_or(&self.parser);
         // A connection's lines share one peer: its text is made once.
         let mut peer_text: Option<(std::net::SocketAddr, String, String)> = None;
-        for line in &batch.lines {
+        for (line, seq) in batch.lines.iter().zip(first..) {
             let parsed = parser.parse(&line.data, received);
             let mut ev = parsed.event;
             match parser_counts.iter_mut().find(|(p, _)| *p == parsed.parser) {
@@ -287,7 +343,24 @@ impl Pipeline {
                 };
                 f.insert("host.name", host);
             }
-            events.push(ev);
+            // Numbered and serialized right away, while the event is hot in
+            // the cache.
+            let mut digits = itoa::Buffer::new();
+            let seq_text = digits.format(seq);
+            f.push_new("observer.sequence", seq);
+            f.push_new(
+                "event.id",
+                qalqan_core::alert::event_id(&[name, seq_text.as_bytes()]),
+            );
+            let key = f
+                .get_str("host.name")
+                .unwrap_or_default()
+                .as_bytes()
+                .to_vec();
+            records.push(Record {
+                key,
+                payload: ev.to_json_string().into_bytes(),
+            });
         }
         for (p, c) in parser_counts {
             self.metrics.events_parsed.with_label_values(&[p]).inc_by(c);
@@ -303,35 +376,7 @@ impl Pipeline {
                     .inc_by(flag_counts[i]);
             }
         }
-        let first = self.with_sequence(|s| s.allocate(n as u64)).map_err(|e| {
-            self.metrics.state_write_errors.inc();
-            ProcessError::Sequence(e)
-        })?;
-        self.metrics
-            .last_sequence
-            .set((first + n as u64 - 1) as i64);
-        let mut records = Vec::with_capacity(n);
-        let name = self.identity.name.as_bytes();
-        for (i, mut ev) in events.into_iter().enumerate() {
-            let seq = first + i as u64;
-            let seq_text = seq.to_string();
-            ev.fields.push_new("observer.sequence", seq);
-            ev.fields.push_new(
-                "event.id",
-                qalqan_core::alert::event_id(&[name, seq_text.as_bytes()]),
-            );
-            let key = ev
-                .fields
-                .get_str("host.name")
-                .unwrap_or_default()
-                .as_bytes()
-                .to_vec();
-            records.push(Record {
-                key,
-                payload: ev.to_json_string().into_bytes(),
-            });
-        }
-        Ok(records)
+        records
     }
 }
 

@@ -300,6 +300,65 @@ glob_interval = "100ms"
 
 /// A burst far beyond a tiny memory queue waits in the spool file and
 /// arrives whole: nothing dropped, each line once.
+/// One connection carrying a relay's worth of lines is built on several
+/// cores (batches of hundreds of lines go to the build pool), yet its
+/// events reach Kafka in the order they were sent and are numbered in that
+/// order, with small trickled batches (built inline) mixed in between.
+#[test]
+fn one_busy_connection_keeps_its_order_while_built_in_parallel() {
+    const LINES: usize = 30_000;
+    let setup = Setup::new(1);
+    let tcp = free_port();
+    let body = format!(
+        "[heartbeat]\nenabled = false\n[sources.tcp]\ntype = \"tcp\"\nlisten = \"127.0.0.1:{tcp}\"\n"
+    );
+    let proc = Proc::start(&setup, &setup.config("order-col", &body), "c");
+    let mut conn = TcpStream::connect(("127.0.0.1", tcp)).expect("tcp");
+    let mut data = Vec::new();
+    for i in 0..LINES {
+        data.extend_from_slice(
+            format!("<38>{}\n", sshd_line("relay", &format!("u_{i}"))).as_bytes(),
+        );
+        // Every few thousand lines, a pause: the next reads are small
+        // batches, built inline while big ones may still be building.
+        if i % 5000 == 4999 {
+            conn.write_all(&data).expect("write");
+            data.clear();
+            for j in 0..3 {
+                let l = format!("<38>{}\n", sshd_line("relay", &format!("u_{i}_{j}")));
+                conn.write_all(l.as_bytes()).expect("write");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+    conn.write_all(&data).expect("write");
+    drop(conn);
+    let total = LINES + 3 * (LINES / 5000);
+    let msgs = setup.consume(total, 120);
+    let evs = events(&msgs);
+    assert_eq!(evs.len(), total, "every line arrives");
+    let users: Vec<String> = evs.iter().map(|e| s(e, "user.name").to_string()).collect();
+    let mut sent = Vec::with_capacity(total);
+    for i in 0..LINES {
+        sent.push(format!("u_{i}"));
+        if i % 5000 == 4999 {
+            sent.extend((0..3).map(|j| format!("u_{i}_{j}")));
+        }
+    }
+    let first_out_of_order = users.iter().zip(&sent).position(|(a, b)| a != b);
+    assert_eq!(first_out_of_order, None, "events arrive in the order sent");
+    let seqs: Vec<u64> = evs
+        .iter()
+        .map(|e| field(e, "observer.sequence").as_u64().expect("sequence"))
+        .collect();
+    assert_eq!(
+        seqs,
+        (1..=total as u64).collect::<Vec<_>>(),
+        "numbered in the order sent"
+    );
+    assert!(proc.term().success());
+}
+
 #[test]
 fn a_udp_burst_beyond_the_memory_queue_is_spooled_and_arrives_whole() {
     const N: u64 = 20_000;

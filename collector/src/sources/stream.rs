@@ -1,9 +1,10 @@
 //! One syslog stream connection (TCP or TLS): read, frame, process.
 //!
-//! Reading and processing run as two tasks joined by a small channel, so a
-//! single busy connection uses two cores; when processing falls behind (the
-//! buffer is full, Kafka is slow) the channel fills, reading stops and TCP
-//! flow control pushes back on the sender.
+//! Reading and processing run as separate tasks joined by a small channel,
+//! and processing builds several batches at once (see [`crate::ordered`]),
+//! so a single busy connection uses every core; when processing falls behind
+//! (the buffer is full, Kafka is slow) the channel fills, reading stops and
+//! TCP flow control pushes back on the sender.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::ordered::process_in_order;
 use crate::pipeline::{Batch, Pipeline, RawLine, SourceInfo};
 use crate::sources::framing::{Framer, Framing};
 
@@ -29,28 +31,23 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     pipeline: Arc<Pipeline>,
     cancel: CancellationToken,
 ) {
-    let (tx, mut rx) = mpsc::channel::<Vec<RawLine>>(4);
+    let (tx, rx) = mpsc::channel::<Batch>(4);
     let proc_source = source.clone();
-    let proc_cancel = cancel.clone();
-    let processor = tokio::spawn(async move {
-        while let Some(lines) = rx.recv().await {
-            let batch = Batch {
-                source: proc_source.clone(),
-                lines,
-                file_path: None,
-                peer: Some(peer),
-                ack: None,
-            };
-            if let Err(e) = pipeline.process(&batch, &proc_cancel).await {
-                tracing::error!(
-                    source = %proc_source.id,
-                    %peer,
-                    lost = batch.lines.len(),
-                    "events from a stream connection could not be accepted: {e}"
-                );
-            }
-        }
-    });
+    let depth = pipeline.cores();
+    let processor = tokio::spawn(process_in_order(
+        pipeline,
+        rx,
+        depth,
+        cancel.clone(),
+        move |batch, e| {
+            tracing::error!(
+                source = %proc_source.id,
+                %peer,
+                lost = batch.lines.len(),
+                "events from a stream connection could not be accepted: {e}"
+            );
+        },
+    ));
     let mut framer = Framer::new(framing, max_frame);
     let mut out = Vec::new();
     loop {
@@ -76,20 +73,25 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             break;
         }
         framer.drain_frames(&mut out);
-        if !send_batches(&tx, &mut out).await {
+        if !send_batches(&tx, &mut out, &source, peer).await {
             break;
         }
     }
     // What the peer sent before closing is still delivered.
     framer.finish(&mut out);
-    send_batches(&tx, &mut out).await;
+    send_batches(&tx, &mut out, &source, peer).await;
     drop(tx);
     let _ = processor.await;
     // Close cleanly (TLS: close_notify), after what was read is accepted.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), stream.shutdown()).await;
 }
 
-async fn send_batches(tx: &mpsc::Sender<Vec<RawLine>>, out: &mut Vec<RawLine>) -> bool {
+async fn send_batches(
+    tx: &mpsc::Sender<Batch>,
+    out: &mut Vec<RawLine>,
+    source: &Arc<SourceInfo>,
+    peer: SocketAddr,
+) -> bool {
     while !out.is_empty() {
         let chunk: Vec<RawLine> = if out.len() > MAX_BATCH {
             let rest = out.split_off(MAX_BATCH);
@@ -97,7 +99,14 @@ async fn send_batches(tx: &mpsc::Sender<Vec<RawLine>>, out: &mut Vec<RawLine>) -
         } else {
             std::mem::take(out)
         };
-        if tx.send(chunk).await.is_err() {
+        let batch = Batch {
+            source: source.clone(),
+            lines: chunk,
+            file_path: None,
+            peer: Some(peer),
+            ack: None,
+        };
+        if tx.send(batch).await.is_err() {
             return false;
         }
     }
