@@ -26,6 +26,8 @@ use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use qalqan_testkit::bench::thread_cpu;
+
 use chrono::{TimeZone, Utc};
 use qalqan_core::parse::{ParseOptions, Parser};
 use qalqan_core::Event;
@@ -268,12 +270,6 @@ fn syslog5424_256(rng: &mut Rng) -> Vec<String> {
 /// CPU time this thread has used, from `/proc/thread-self/schedstat`
 /// (nanoseconds on Linux). On a shared, busy machine wall-clock rates
 /// measure the neighbours; CPU time measures the parser. `None` elsewhere.
-fn thread_cpu() -> Option<Duration> {
-    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    let ns: u64 = text.split_whitespace().next()?.parse().ok()?;
-    Some(Duration::from_nanos(ns))
-}
-
 fn run_lane(name: &str, parser: &Parser, lines: &[String], budget: Duration) {
     if let Ok(only) = std::env::var("QALQAN_BENCH_LANE") {
         if !name.contains(only.as_str()) {
@@ -336,9 +332,9 @@ fn timed(budget: Duration, per_pass: usize, mut pass: impl FnMut()) -> (u64, f64
     let cpu_start = thread_cpu();
     // The budget is CPU time when available, so a busy machine only makes
     // the run longer, not shorter.
-    let spent = |start: Instant| match (cpu_start, thread_cpu()) {
-        (Some(a), Some(b)) => b.saturating_sub(a),
-        _ => start.elapsed(),
+    let spent = |start: Instant| match thread_cpu().saturating_sub(cpu_start) {
+        cpu if cpu.is_zero() => start.elapsed(), // no thread clock here
+        cpu => cpu,
     };
     let mut n = 0u64;
     while spent(start) < budget {

@@ -18,7 +18,6 @@
 //! into bundles, as the match thread does before producing them.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::Utc;
 use qalqan_core::event::now_micros;
@@ -30,6 +29,7 @@ use qalqan_detector::pipeline::rules::LoadedRules;
 use qalqan_detector::service::bundle::Bundler;
 use qalqan_detector::service::decode::Decoder;
 use qalqan_sigma::engine::Scratch;
+use qalqan_testkit::bench::{resident_mb, thread_cpu};
 
 mod common;
 
@@ -38,22 +38,6 @@ mod common;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// CPU time this thread has used (scheduler statistics).
-fn thread_cpu() -> Duration {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|t| t.split_whitespace().next()?.parse().ok())
-        .map(Duration::from_nanos)
-        .unwrap_or_default()
-}
-
-/// Resident memory of the process, in MB.
-fn resident_mb() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|t| t.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .map_or(0, |pages| pages * 4096 / 1_000_000)
-}
-
 /// Runs `pass` once and prints its rate per CPU-second of this thread.
 fn timed<T>(label: &str, events: usize, pass: impl FnOnce() -> T) -> T {
     let start = thread_cpu();

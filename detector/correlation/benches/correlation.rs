@@ -16,6 +16,8 @@ use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use qalqan_testkit::bench::thread_cpu;
+
 use chrono::{DateTime, TimeZone, Utc};
 use qalqan_correlation::{
     BaseRule, CorrelationDoc, CorrelationSet, Engine, EngineConfig, LoadOptions, Output, Signal,
@@ -72,19 +74,6 @@ static ALLOC: Counting = Counting;
 
 /// CPU time of this thread: the machine may be busy with other work, so
 /// rates are signals per second of CPU actually spent, i.e. per core.
-fn thread_cpu() -> Duration {
-    let mut t = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we own.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
-    if rc != 0 {
-        return Duration::ZERO;
-    }
-    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
-}
-
 fn live() -> isize {
     LIVE.load(Ordering::Relaxed)
 }

@@ -23,6 +23,7 @@
 //! assert_eq!(got[0].payload_str(), "hello");
 //! ```
 
+pub mod bench;
 mod http;
 mod kafka;
 mod paths;
