@@ -7,8 +7,10 @@
 //! batch per core over all sources, through the pipeline's build slots — and
 //! routed strictly in read order, so per-connection order, sequence order
 //! and back-pressure are exactly those of processing one batch at a time.
-//! Small batches (a trickling connection) are built inline: handing them to
-//! another thread would cost more than building them.
+//! A batch is built inline when handing it to another thread would not pay:
+//! when it is small (a trickling connection) or when nothing else waits
+//! behind it (the connection is not busy enough to need a second core; the
+//! batch then stays in this core's cache).
 
 use std::sync::Arc;
 
@@ -70,7 +72,7 @@ pub async fn process_in_order(
                 continue;
             }
         };
-        let job = if batch.lines.len() < INLINE_BELOW {
+        let job = if batch.lines.len() < INLINE_BELOW || batches.is_empty() {
             let records = pipeline.build_numbered(&batch, first);
             Job::Built(batch, records)
         } else {
