@@ -168,7 +168,7 @@ pub fn alert_id(
     }
     buf.push(0x1d);
     buf.extend_from_slice(&window_start.timestamp_micros().to_le_bytes());
-    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&buf))
+    hex(&xxhash_rust::xxh3::xxh3_128(&buf).to_be_bytes())
 }
 
 /// A stable id for an event from where it came from (collector name and
@@ -179,7 +179,20 @@ pub fn event_id(parts: &[&[u8]]) -> String {
         buf.extend_from_slice(p);
         buf.push(0x1f);
     }
-    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&buf))
+    hex(&xxhash_rust::xxh3::xxh3_64(&buf).to_be_bytes())
+}
+
+/// Lower-case hex of `bytes`, most significant first (what `{:0Nx}` prints
+/// for the integer they encode), without the formatting machinery: the
+/// collector stamps an id on every event.
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    out
 }
 
 /// Serde for timestamps as RFC 3339 with microseconds, matching events.
@@ -218,6 +231,18 @@ mod tests {
         assert_ne!(a, alert_id("r2", &g, &t));
         assert_ne!(a, alert_id("r1", &BTreeMap::new(), &t));
         assert_ne!(a, alert_id("r1", &g, &(t + chrono::Duration::seconds(1))));
+    }
+
+    #[test]
+    fn ids_print_as_the_formatter_did_so_stored_ids_stay_valid() {
+        for v in [0u64, 1, 0xff, 0x0123_4567_89ab_cdef, u64::MAX, 1 << 63] {
+            assert_eq!(hex(&v.to_be_bytes()), format!("{v:016x}"));
+            let w = (u128::from(v) << 64) | u128::from(v.rotate_left(7));
+            assert_eq!(hex(&w.to_be_bytes()), format!("{w:032x}"));
+        }
+        let id = event_id(&[b"col-1", b"42"]);
+        let expected = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(b"col-1\x1f42\x1f"));
+        assert_eq!(id, expected);
     }
 
     #[test]
