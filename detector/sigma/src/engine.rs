@@ -12,7 +12,9 @@ use qalqan_core::{Event, LogSource, Value};
 use rustc_hash::{FxHashMap, FxHashSet};
 use smallvec::SmallVec;
 
-use crate::compile::{AtomTable, CompiledRule, Compiler, FieldId, FieldTable, FIELD_ORIGINAL};
+use crate::compile::{
+    AtomId, AtomTable, CompiledRule, Compiler, FieldId, FieldTable, FIELD_ORIGINAL,
+};
 use crate::eval::{lower_field, number_keys, resolve_fields, single_str, Ctx, EventState};
 use crate::filter;
 use crate::memo::{ItemMemo, Lookup, ScanMemo};
@@ -742,12 +744,18 @@ impl Engine {
                     }
                     Lookup::Miss(found, id) => {
                         st.set_value_id(f, id);
-                        lower_field(event, &vals, st, f);
-                        scan(&route, fs, st, &mut scratch.marks, Some(found));
+                        scan_value(
+                            &route,
+                            fs,
+                            event,
+                            &vals,
+                            st,
+                            &mut scratch.marks,
+                            Some(found),
+                        );
                     }
                     Lookup::Off => {
-                        lower_field(event, &vals, st, f);
-                        scan(&route, fs, st, &mut scratch.marks, None);
+                        scan_value(&route, fs, event, &vals, st, &mut scratch.marks, None);
                     }
                 }
             }
@@ -891,6 +899,64 @@ fn next_scanned<'r>(
     None
 }
 
+/// Scans field `fs.field` of the event. Where the field's automaton folds
+/// ASCII case ([`FieldScan::direct`]), a pure-ASCII single string (or raw
+/// line) is scanned as it is in the event: lower-casing it would change
+/// exactly the ASCII capitals the automaton folds, so the atoms found are
+/// the same, without the copy. Any other value — non-ASCII text, whose
+/// lower-casing may change its length or turn characters into ASCII
+/// (`K`, the Kelvin sign, becomes `k`), lists, numbers — is lower-cased
+/// into the event's buffer and scanned there, as before.
+fn scan_value(
+    route: &Route,
+    fs: &FieldScan,
+    event: &Event,
+    vals: &[&Value],
+    st: &mut EventState,
+    marks: &mut ClauseMarks,
+    found: Option<&mut Vec<u32>>,
+) {
+    let f = fs.field;
+    if fs.direct {
+        let text = if f == FIELD_ORIGINAL {
+            Some(event.original.as_str())
+        } else {
+            single_str(vals, st, f)
+        };
+        if let Some(text) = text.filter(|t| t.is_ascii()) {
+            scan_bytes(route, fs, text.as_bytes(), &mut |a| st.hit(a), marks, found);
+            return;
+        }
+    }
+    lower_field(event, vals, st, f);
+    scan(route, fs, st, marks, found);
+}
+
+/// The automaton walk of [`scan`] over one text.
+#[inline]
+fn scan_bytes(
+    route: &Route,
+    fs: &FieldScan,
+    hay: &[u8],
+    hit: &mut dyn FnMut(AtomId) -> bool,
+    marks: &mut ClauseMarks,
+    mut found: Option<&mut Vec<u32>>,
+) {
+    fs.ac.for_each_match(hay, |i| {
+        let Some(p) = fs.pats.get(i as usize) else {
+            return;
+        };
+        if hit(p.atom) {
+            if let Some(found) = found.as_deref_mut() {
+                found.push(i);
+            }
+            if p.postings.0 != p.postings.1 {
+                marks.mark(route, p.postings);
+            }
+        }
+    });
+}
+
 /// Scans one field of the route and collects candidate rules; the
 /// patterns found go onto `found` for the memo.
 fn scan(
@@ -902,19 +968,8 @@ fn scan(
 ) {
     st.scan_field(fs.field, |hay, hit| {
         let hay = hay.as_bytes();
-        let Some(start) = fs.scan_start(hay) else {
-            return;
-        };
-        for m in fs.ac.find_overlapping_iter(&hay[start..]) {
-            let p = &fs.pats[m.pattern().as_usize()];
-            if hit(p.atom) {
-                if let Some(found) = found.as_deref_mut() {
-                    found.push(m.pattern().as_u32());
-                }
-                if p.postings.0 != p.postings.1 {
-                    marks.mark(route, p.postings);
-                }
-            }
+        if let Some(start) = fs.scan_start(hay) {
+            scan_bytes(route, fs, &hay[start..], hit, marks, found.as_deref_mut());
         }
     });
 }

@@ -15,7 +15,9 @@
 //!   prefilter, the literals ("atoms") that must occur for the rule to match.
 //! * [`engine`] routes events by logsource and runs the prefilter
 //!   ([`route`]): per field, a SIMD presence check and an Aho-Corasick scan
-//!   of the lower-cased value find every atom present, and exact numbers
+//!   of the lower-cased value (or, for small atom sets, a case-folding
+//!   table walk over the value itself when it is pure ASCII, see [`dense`])
+//!   find every atom present, and exact numbers
 //!   (`EventID`) are looked up by value; only rules whose trigger clauses
 //!   all have an atom present (and the few rules without any atom) are
 //!   evaluated ([`eval`]).
@@ -93,6 +95,7 @@
 
 pub mod compile;
 pub mod condition;
+pub mod dense;
 pub mod engine;
 pub mod eval;
 pub mod explain;

