@@ -23,7 +23,7 @@ use crate::ack::Ack;
 use crate::buffer::DiskBuffer;
 use crate::config::BufferMode;
 use crate::metrics::Metrics;
-use crate::sink::{KafkaSink, Origin, Record, Returned, Token};
+use crate::sink::{KafkaSink, Origin, Record, RecordRef, Returned, Token};
 
 /// Why a batch was not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -162,7 +162,7 @@ impl Router {
                 for r in records {
                     self.sink
                         .send(
-                            r,
+                            r.as_ref(),
                             Box::new(Token {
                                 origin: Origin::Direct(ack.clone()),
                             }),
@@ -324,19 +324,32 @@ impl Router {
                 _ = cancel.cancelled() => return,
                 b = buffer.read_batch(1024) => b,
             };
-            for (id, bytes) in batch {
-                tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    _ = self.sink.wait_for_room(1) => {}
+            // Room for the whole batch first, and all its ids marked as
+            // produced under one lock: an id marked and not yet sent (the
+            // collector stopping mid-batch) is simply never acknowledged,
+            // so it is sent again after a restart.
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = self.sink.wait_for_room(batch.len()) => {}
+            }
+            {
+                let mut tracker = lock(&self.tracker);
+                for (id, _) in &batch {
+                    tracker.produced(*id);
                 }
-                lock(&self.tracker).produced(id);
-                match Record::decode(&bytes) {
+            }
+            for (id, bytes) in &batch {
+                if cancel.is_cancelled() {
+                    return;
+                }
+                // Sent straight from the read buffer: the producer copies it.
+                match RecordRef::decode(bytes) {
                     Some(record) => {
                         self.sink
                             .send(
-                                &record,
+                                record,
                                 Box::new(Token {
-                                    origin: Origin::Buffered(id),
+                                    origin: Origin::Buffered(*id),
                                 }),
                             )
                             .await
@@ -347,7 +360,7 @@ impl Router {
                             len = bytes.len(),
                             "disk buffer record is not a collector record; skipped"
                         );
-                        lock(&self.tracker).confirmed(id);
+                        lock(&self.tracker).confirmed(*id);
                     }
                 }
                 self.pending_in_buffer.fetch_sub(1, Ordering::AcqRel);

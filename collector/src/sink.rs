@@ -50,12 +50,30 @@ impl Record {
         out.extend_from_slice(&self.payload);
     }
 
-    /// Reads the disk buffer's record form.
-    pub fn decode(bytes: &[u8]) -> Option<Record> {
+    pub fn as_ref(&self) -> RecordRef<'_> {
+        RecordRef {
+            key: &self.key,
+            payload: &self.payload,
+        }
+    }
+}
+
+/// A record borrowed from wherever it lies (a buffer read, a batch): the
+/// producer copies what it sends, so the drain need not copy it first.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordRef<'a> {
+    pub key: &'a [u8],
+    pub payload: &'a [u8],
+}
+
+impl<'a> RecordRef<'a> {
+    /// Reads the disk buffer's record form in place.
+    pub fn decode(bytes: &'a [u8]) -> Option<RecordRef<'a>> {
         let len = u32::from_le_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
-        let key = bytes.get(4..4 + len)?.to_vec();
-        let payload = bytes.get(4 + len..)?.to_vec();
-        Some(Record { key, payload })
+        Some(RecordRef {
+            key: bytes.get(4..4usize.checked_add(len)?)?,
+            payload: bytes.get(4 + len..)?,
+        })
     }
 }
 
@@ -330,7 +348,8 @@ impl KafkaSink {
     /// token back when librdkafka's queue is full (the caller waits or spills).
     pub fn try_send(&self, record: &Record, token: Box<Token>) -> Result<(), Box<Token>> {
         let counted = !matches!(token.origin, Origin::Heartbeat);
-        self.produce(record, token, counted).map_err(|(t, _)| t)
+        self.produce(record.as_ref(), token, counted)
+            .map_err(|(t, _)| t)
     }
 
     /// `count`: add the event to the in-flight window (false for a retry,
@@ -338,7 +357,7 @@ impl KafkaSink {
     /// whether librdkafka's queue was full (else it is some other refusal).
     fn produce(
         &self,
-        record: &Record,
+        record: RecordRef<'_>,
         token: Box<Token>,
         count: bool,
     ) -> Result<(), (Box<Token>, bool)> {
@@ -352,8 +371,8 @@ impl KafkaSink {
             self.shared.metrics.in_flight.set(before as i64 + 1);
         }
         let rec = BaseRecord::with_opaque_to(&self.topic, token)
-            .key(&record.key[..])
-            .payload(&record.payload[..]);
+            .key(record.key)
+            .payload(record.payload);
         match self.producer.send(rec) {
             Ok(()) => Ok(()),
             Err((err, rec)) => {
@@ -374,12 +393,12 @@ impl KafkaSink {
     }
 
     /// Sends, waiting while librdkafka's queue is full.
-    pub async fn send(&self, record: &Record, token: Box<Token>) {
+    pub async fn send(&self, record: RecordRef<'_>, token: Box<Token>) {
         let count = !matches!(token.origin, Origin::Heartbeat);
         self.send_inner(record, token, count).await
     }
 
-    async fn send_inner(&self, record: &Record, token: Box<Token>, count: bool) {
+    async fn send_inner(&self, record: RecordRef<'_>, token: Box<Token>, count: bool) {
         let mut token = token;
         loop {
             match self.produce(record, token, count) {
@@ -422,7 +441,7 @@ impl KafkaSink {
             }
             for r in batch {
                 // Still counted in flight from its first attempt.
-                self.send_inner(&r.record, r.token, false).await;
+                self.send_inner(r.record.as_ref(), r.token, false).await;
             }
         }
         rx.close();
