@@ -22,6 +22,7 @@ pub struct Metrics {
     pub events_received: IntCounterVec,
     pub events_parsed: IntCounterVec,
     pub events_flagged: IntCounterVec,
+    pub batches_built: IntCounterVec,
     pub events_sent: IntCounter,
     pub send_errors: IntCounter,
     pub events_spilled: IntCounter,
@@ -90,6 +91,12 @@ impl Metrics {
                 &format!("{p}events_flagged_total"),
                 "Events whose raw line was damaged: truncated, invalid_utf8, partial, unparsed.",
                 &["flag"],
+            ),
+            batches_built: counter_vec(
+                &r,
+                &format!("{p}batches_built_total"),
+                "Batches of a busy connection built on the build pool (`pool`, another core) or on the reading task (`inline`). Many `pool` batches: a connection needs more than one core.",
+                &["where"],
             ),
             events_sent: counter(
                 &r,

@@ -74,8 +74,18 @@ pub async fn process_in_order(
         };
         let job = if batch.lines.len() < INLINE_BELOW || batches.is_empty() {
             let records = pipeline.build_numbered(&batch, first);
+            pipeline
+                .metrics()
+                .batches_built
+                .with_label_values(&["inline"])
+                .inc();
             Job::Built(batch, records)
         } else {
+            pipeline
+                .metrics()
+                .batches_built
+                .with_label_values(&["pool"])
+                .inc();
             let Ok(slot) = pipeline.build_slots().clone().acquire_owned().await else {
                 break; // closed: never happens, the pipeline owns it
             };

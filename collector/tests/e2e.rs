@@ -356,6 +356,10 @@ fn one_busy_connection_keeps_its_order_while_built_in_parallel() {
         (1..=total as u64).collect::<Vec<_>>(),
         "numbered in the order sent"
     );
+    // Both ways of building ran: the bulk on the pool, the trickle inline.
+    let pool = proc.metric("qalqan_collector_batches_built_total{where=\"pool\"}");
+    let inline = proc.metric("qalqan_collector_batches_built_total{where=\"inline\"}");
+    assert!(pool >= 1.0 && inline >= 1.0, "pool {pool}, inline {inline}");
     assert!(proc.term().success());
 }
 
