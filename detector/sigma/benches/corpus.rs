@@ -23,6 +23,7 @@ use qalqan_core::parse::{ParseOptions, Parser};
 use qalqan_core::{Event, LogSource};
 use qalqan_sigma::synth::Rng;
 use qalqan_sigma::{Engine, Pipeline, Scratch};
+use qalqan_testkit::bench::thread_cpu;
 
 fn shared_data() -> PathBuf {
     std::env::var_os("QALQAN_SHARED_DATA")
@@ -30,20 +31,7 @@ fn shared_data() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"))
 }
 
-/// CPU time this thread has run, from the scheduler's accounting: the
-/// machine may be shared, so rates are computed from CPU time, not wall time.
-fn thread_cpu() -> Duration {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| {
-            s.split_whitespace()
-                .next()
-                .and_then(|n| n.parse::<u64>().ok())
-        })
-        .map(Duration::from_nanos)
-        .unwrap_or_default()
-}
-
+/// A line of /proc/self/status (memory figures), as printed there.
 fn vm(key: &str) -> String {
     std::fs::read_to_string("/proc/self/status")
         .ok()
