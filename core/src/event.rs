@@ -270,6 +270,13 @@ impl Fields {
         self.0.iter().map(|(k, v)| (k.as_ref(), v))
     }
 
+    /// The fields with their names as held: a `Cow::Borrowed` name is
+    /// `'static`, so it never changes and its address alone identifies it
+    /// (the Sigma engine looks names up by address first).
+    pub fn entries(&self) -> &[(FieldName, Value)] {
+        &self.0
+    }
+
     pub fn len(&self) -> usize {
         self.0.len()
     }

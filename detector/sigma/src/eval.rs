@@ -124,6 +124,9 @@ pub struct EventState {
     /// Recently seen event field names with their field ids (see
     /// [`resolve_fields`]), direct-mapped by [`name_slot`].
     names: Vec<(Box<str>, u32)>,
+    /// Field ids of `'static` names by address (pointer, length, id; see
+    /// [`static_field`]), in front of `names`.
+    static_names: Vec<(usize, usize, u32)>,
     /// Fields the event carries, in event order (each once).
     present: Vec<FieldId>,
 }
@@ -354,6 +357,35 @@ fn cached_field(
     fid
 }
 
+/// The field id of a `'static` name by its address: parsers and the wire
+/// decoder name fields with `'static` strings, so the same name arrives at
+/// the same address event after event, and an address and a length that
+/// match are the same name (a `'static` string is never freed or changed).
+/// Cheaper than hashing and comparing the bytes; a miss falls back to
+/// [`cached_field`].
+#[inline]
+fn static_field(
+    by_address: &mut [(usize, usize, u32)],
+    names: &mut [(Box<str>, u32)],
+    table: &crate::compile::FieldTable,
+    name: &'static str,
+) -> u32 {
+    let at = name.as_ptr() as usize;
+    let slot = ((at >> 3) ^ (at >> 11)) % STATIC_NAME_SLOTS;
+    let Some(entry) = by_address.get_mut(slot) else {
+        return cached_field(names, table, name);
+    };
+    if entry.0 == at && entry.1 == name.len() {
+        return entry.2;
+    }
+    let fid = cached_field(names, table, name);
+    *entry = (at, name.len(), fid);
+    fid
+}
+
+/// Slots of [`EventState::static_names`].
+const STATIC_NAME_SLOTS: usize = 256;
+
 /// Fills `vals` and the field slots for `event`.
 pub fn resolve_fields<'e>(
     event: &'e Event,
@@ -364,11 +396,20 @@ pub fn resolve_fields<'e>(
     if st.names.len() < NAME_SLOTS {
         st.names = vec![(Box::from(""), NO_FIELD); NAME_SLOTS];
     }
-    for (name, value) in event.fields.iter() {
+    if st.static_names.len() < STATIC_NAME_SLOTS {
+        // Address 0 is never a string's: the slots start out empty.
+        st.static_names = vec![(0, 0, NO_FIELD); STATIC_NAME_SLOTS];
+    }
+    for (name, value) in event.fields.entries() {
         // The field table holds thousands of names; the few dozen an event
-        // source uses are remembered in a small table that stays in cache.
+        // source uses are remembered in small tables that stay in cache.
         // (The slots start out empty, so an empty name is never a hit.)
-        let fid = cached_field(&mut st.names, table, name);
+        let fid = match name {
+            std::borrow::Cow::Borrowed(s) => {
+                static_field(&mut st.static_names, &mut st.names, table, s)
+            }
+            std::borrow::Cow::Owned(s) => cached_field(&mut st.names, table, s),
+        };
         if fid != NO_FIELD && fid > FIELD_INGESTED {
             st.set_field(fid, vals.len() as u32);
             vals.push(value);
@@ -886,6 +927,43 @@ mod tests {
                 assert_eq!(same_name(a, b), a == b, "{a:?} vs {b:?}");
             }
         }
+    }
+
+    #[test]
+    fn static_names_resolve_by_address_to_the_same_ids_as_by_content() {
+        let mut table = crate::compile::FieldTable::new();
+        let (a, b) = (table.intern("process.name"), table.intern("url.original"));
+        let mut by_address = vec![(0, 0, NO_FIELD); STATIC_NAME_SLOTS];
+        let mut names = vec![(Box::from(""), NO_FIELD); NAME_SLOTS];
+        // The same text at another address (leaked, so `'static` too).
+        let other: &'static str = Box::leak(String::from("process.name").into_boxed_str());
+        for _ in 0..2 {
+            for (name, want) in [
+                ("process.name", a),
+                (other, a),
+                ("url.original", b),
+                ("user.name", NO_FIELD),
+                ("", NO_FIELD),
+            ] {
+                let got = static_field(&mut by_address, &mut names, &table, name);
+                assert_eq!(got, want, "{name:?}");
+            }
+        }
+        // A prefix of a cached name at the same address is another name.
+        let prefix: &'static str = &"process.name"[..7];
+        assert_eq!(
+            static_field(&mut by_address, &mut names, &table, prefix),
+            NO_FIELD
+        );
+        // An engine with other ids starts from an empty table (a new
+        // scratch), never from these entries.
+        let empty = crate::compile::FieldTable::new();
+        let mut fresh = vec![(0, 0, NO_FIELD); STATIC_NAME_SLOTS];
+        let mut fresh_names = vec![(Box::from(""), NO_FIELD); NAME_SLOTS];
+        assert_eq!(
+            static_field(&mut fresh, &mut fresh_names, &empty, "process.name"),
+            NO_FIELD
+        );
     }
 
     #[test]
