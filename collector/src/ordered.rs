@@ -30,17 +30,16 @@ enum Job {
     Building(JoinHandle<(Batch, Vec<Record>)>),
 }
 
-/// Processes every batch `batches` yields, building up to `depth` of them
-/// at once, and returns once all are routed (or refused). `on_error` hears
+/// Processes every batch `batches` yields, building up to one per core of
+/// them at once, and returns once all are routed (or refused). `on_error` hears
 /// of every batch that could not be accepted, with the reason.
 pub async fn process_in_order(
     pipeline: Arc<Pipeline>,
     mut batches: mpsc::Receiver<Batch>,
-    depth: usize,
     cancel: CancellationToken,
     on_error: impl Fn(&Batch, &ProcessError) + Send + 'static,
 ) {
-    let (jobs_tx, mut jobs_rx) = mpsc::channel::<Job>(depth.max(1));
+    let (jobs_tx, mut jobs_rx) = mpsc::channel::<Job>(pipeline.cores().max(1));
     let router_side = pipeline.clone();
     let router_task = tokio::spawn(async move {
         while let Some(job) = jobs_rx.recv().await {

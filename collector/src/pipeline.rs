@@ -116,6 +116,15 @@ pub struct Batch {
     pub ack: Option<Ack>,
 }
 
+impl Batch {
+    /// Whether the source can be held back (TCP, TLS, file, journald,
+    /// stdin); UDP cannot, so it is told of a refusal at once and counts a
+    /// drop.
+    fn may_wait(&self) -> bool {
+        self.source.input != "udp"
+    }
+}
+
 /// Who collects: stamped on every event as `observer.*`.
 #[derive(Debug, Clone)]
 pub struct Identity {
@@ -232,7 +241,7 @@ impl Pipeline {
         batch: &Batch,
         cancel: &tokio_util::sync::CancellationToken,
     ) -> Result<u64, ProcessError> {
-        let may_wait = batch.source.input != "udp";
+        let may_wait = batch.may_wait();
         loop {
             match self.allocate_sequence(batch.lines.len()) {
                 Ok(first) => return Ok(first),
@@ -248,9 +257,8 @@ impl Pipeline {
     /// Routes a batch's records once built (the second half of
     /// [`Pipeline::process`]).
     pub async fn route_built(&self, records: &[Record], batch: &Batch) -> Result<(), ProcessError> {
-        let may_wait = batch.source.input != "udp";
         self.router
-            .route(records, batch.ack.clone(), may_wait)
+            .route(records, batch.ack.clone(), batch.may_wait())
             .await?;
         Ok(())
     }

@@ -298,8 +298,6 @@ glob_interval = "100ms"
     assert!(proc.term().success());
 }
 
-/// A burst far beyond a tiny memory queue waits in the spool file and
-/// arrives whole: nothing dropped, each line once.
 /// One connection carrying a relay's worth of lines is built on several
 /// cores (batches of hundreds of lines go to the build pool), yet its
 /// events reach Kafka in the order they were sent and are numbered in that
@@ -307,6 +305,16 @@ glob_interval = "100ms"
 #[test]
 fn one_busy_connection_keeps_its_order_while_built_in_parallel() {
     const LINES: usize = 30_000;
+    // (user, trickled): every 5000 lines, three lines sent one by one with
+    // a pause, so the next reads are small batches, built inline while big
+    // ones may still be building. This is also the order expected in Kafka.
+    let mut plan: Vec<(String, bool)> = Vec::new();
+    for i in 0..LINES {
+        plan.push((format!("u_{i}"), false));
+        if i % 5000 == 4999 {
+            plan.extend((0..3).map(|j| (format!("u_{i}_{j}"), true)));
+        }
+    }
     let setup = Setup::new(1);
     let tcp = free_port();
     let body = format!(
@@ -315,37 +323,27 @@ fn one_busy_connection_keeps_its_order_while_built_in_parallel() {
     let proc = Proc::start(&setup, &setup.config("order-col", &body), "c");
     let mut conn = TcpStream::connect(("127.0.0.1", tcp)).expect("tcp");
     let mut data = Vec::new();
-    for i in 0..LINES {
-        data.extend_from_slice(
-            format!("<38>{}\n", sshd_line("relay", &format!("u_{i}"))).as_bytes(),
-        );
-        // Every few thousand lines, a pause: the next reads are small
-        // batches, built inline while big ones may still be building.
-        if i % 5000 == 4999 {
+    for (user, trickled) in &plan {
+        let line = format!("<38>{}\n", sshd_line("relay", user));
+        if *trickled {
             conn.write_all(&data).expect("write");
             data.clear();
-            for j in 0..3 {
-                let l = format!("<38>{}\n", sshd_line("relay", &format!("u_{i}_{j}")));
-                conn.write_all(l.as_bytes()).expect("write");
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            conn.write_all(line.as_bytes()).expect("write");
+            std::thread::sleep(Duration::from_millis(20));
+        } else {
+            data.extend_from_slice(line.as_bytes());
         }
     }
     conn.write_all(&data).expect("write");
     drop(conn);
-    let total = LINES + 3 * (LINES / 5000);
+    let total = plan.len();
     let msgs = setup.consume(total, 120);
     let evs = events(&msgs);
     assert_eq!(evs.len(), total, "every line arrives");
-    let users: Vec<String> = evs.iter().map(|e| s(e, "user.name").to_string()).collect();
-    let mut sent = Vec::with_capacity(total);
-    for i in 0..LINES {
-        sent.push(format!("u_{i}"));
-        if i % 5000 == 4999 {
-            sent.extend((0..3).map(|j| format!("u_{i}_{j}")));
-        }
-    }
-    let first_out_of_order = users.iter().zip(&sent).position(|(a, b)| a != b);
+    let first_out_of_order = evs
+        .iter()
+        .zip(&plan)
+        .position(|(e, (user, _))| s(e, "user.name") != user);
     assert_eq!(first_out_of_order, None, "events arrive in the order sent");
     let seqs: Vec<u64> = evs
         .iter()
@@ -363,6 +361,8 @@ fn one_busy_connection_keeps_its_order_while_built_in_parallel() {
     assert!(proc.term().success());
 }
 
+/// A burst far beyond a tiny memory queue waits in the spool file and
+/// arrives whole: nothing dropped, each line once.
 #[test]
 fn a_udp_burst_beyond_the_memory_queue_is_spooled_and_arrives_whole() {
     const N: u64 = 20_000;

@@ -33,11 +33,9 @@ pub async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
 ) {
     let (tx, rx) = mpsc::channel::<Batch>(4);
     let proc_source = source.clone();
-    let depth = pipeline.cores();
     let processor = tokio::spawn(process_in_order(
         pipeline,
         rx,
-        depth,
         cancel.clone(),
         move |batch, e| {
             tracing::error!(
