@@ -159,6 +159,16 @@ impl DenseScan {
                 spans.push((a, pats.len() as u32));
             }
         }
+        // the invariant the unchecked walk relies on (see `step`): every
+        // entry is some state's row, `new_id[k] * stride` with `k` a state
+        // (`new_id` renumbers the `n` states among themselves), and every
+        // class indexes within a row
+        let complete = trie.iter().all(|&t| (t as usize) < n)
+            && new_id.iter().all(|&k| (k as usize) < n)
+            && classes.iter().all(|&c| usize::from(c) < stride);
+        if !complete {
+            return None;
+        }
         let mut table = vec![0u32; n * stride];
         for s in 0..n {
             let row = new_id[s] as usize * stride;
@@ -178,23 +188,20 @@ impl DenseScan {
 
     /// Calls `f` with the pattern id of every occurrence of a pattern in
     /// `hay` (ASCII letters folded), ending position by ending position.
-    #[inline]
+    /// Kept out of line: inlined into the evaluator, the loop shared the
+    /// registers with it and kept its pointers on the stack.
+    #[inline(never)]
     pub fn for_each_match(&self, hay: &[u8], mut f: impl FnMut(u32)) {
-        let table = self.table.as_slice();
-        let classes = &self.classes;
         let first = self.first_match;
-        // (the table is complete and states are premultiplied, so an index
-        // is always in bounds; the check is a never-taken branch)
-        let step = |s: u32, b: u8| table[(s + u32::from(classes[b as usize])) as usize];
         let mut s = 0u32;
         // four bytes per round, one branch for all four states: most bytes
         // of most texts end in no atom
         let mut quads = hay.chunks_exact(4);
         for q in &mut quads {
-            let s1 = step(s, q[0]);
-            let s2 = step(s1, q[1]);
-            let s3 = step(s2, q[2]);
-            let s4 = step(s3, q[3]);
+            let s1 = self.step(s, q[0]);
+            let s2 = self.step(s1, q[1]);
+            let s3 = self.step(s2, q[2]);
+            let s4 = self.step(s3, q[3]);
             if s1.max(s2).max(s3.max(s4)) >= first {
                 for x in [s1, s2, s3, s4] {
                     if x >= first {
@@ -205,11 +212,26 @@ impl DenseScan {
             s = s4;
         }
         for &b in quads.remainder() {
-            s = step(s, b);
+            s = self.step(s, b);
             if s >= first {
                 self.report(s, &mut f);
             }
         }
+    }
+
+    /// The state after byte `b` in state `s`.
+    #[inline(always)]
+    fn step(&self, s: u32, b: u8) -> u32 {
+        let i = (s + u32::from(self.classes[usize::from(b)])) as usize;
+        debug_assert!(i < self.table.len());
+        // SAFETY: `new` builds (and checks) a complete table: every entry
+        // is a state `k * stride` with `k < table.len() / stride`, the
+        // walks start at state 0, and every class is below `stride`; so
+        // `s + class` is always inside the table. The fields are private
+        // and never change after `new`. This is the innermost loop of
+        // every scan, where a bounds check is a compare and a branch per
+        // byte next to the four instructions of the step itself.
+        unsafe { *self.table.get_unchecked(i) }
     }
 
     /// The patterns of match state `s`.
@@ -283,6 +305,48 @@ mod tests {
                 "{:?}",
                 String::from_utf8_lossy(hay)
             );
+        }
+    }
+
+    /// Every occurrence is reported exactly once, wherever it falls in
+    /// the four-byte rounds of the walk (and in the bytes after the last
+    /// round), overlapping or back to back.
+    #[test]
+    fn random_texts_report_every_occurrence_once() {
+        let pats: Vec<&[u8]> = vec![
+            b"ab",
+            b"abc",
+            b"bca",
+            b"/etc/passwd",
+            b"select",
+            b"union select",
+            b"${jndi:",
+            b"aaaaaaaaaaaaaaaaaaaa",
+        ];
+        let d = DenseScan::new(&pats).expect("small automaton");
+        // a small deterministic generator over an alphabet where the
+        // patterns occur often
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let alphabet = b"abcAB /etpswdSELCTunio${jnd:}";
+        for len in [
+            0usize, 1, 5, 60, 61, 62, 63, 64, 65, 66, 67, 99, 100, 101, 257, 1000,
+        ] {
+            for _ in 0..40 {
+                let hay: Vec<u8> = (0..len)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        alphabet[(x % alphabet.len() as u64) as usize]
+                    })
+                    .collect();
+                assert_eq!(
+                    found(&d, &hay),
+                    naive(&pats, &hay),
+                    "{:?}",
+                    String::from_utf8_lossy(&hay)
+                );
+            }
         }
     }
 
