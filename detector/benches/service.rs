@@ -16,7 +16,9 @@
 //! `batch_size` and `match_workers` (unset: the detector's defaults);
 //! `QALQAN_BENCH_LOG` its `RUST_LOG` (default `warn`; e.g.
 //! `qalqan_detector::service=debug` shows each batch's processing and
-//! commit time).
+//! commit time). `QALQAN_BENCH_DETECTOR` runs another detector binary
+//! (default: the one built with this bench), e.g. a saved build for an
+//! interleaved before/after comparison.
 
 use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
@@ -184,7 +186,9 @@ fn start_detector(brokers: &str, n: &Names) -> std::process::Child {
     );
     let path = dir.join("bench.toml");
     std::fs::write(&path, config).expect("config");
-    Command::new(env!("CARGO_BIN_EXE_qalqan-detector"))
+    let binary = std::env::var_os("QALQAN_BENCH_DETECTOR")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_qalqan-detector").into());
+    Command::new(binary)
         .args(["run", "--config"])
         .arg(&path)
         .env(

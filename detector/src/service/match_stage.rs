@@ -25,7 +25,7 @@ use crate::service::decode::Decoder;
 use crate::service::kafka::{
     consumer_config, next_in_batch, LagReporter, Outputs, PlainContext, Progress,
 };
-use crate::service::match_workers::{Evaluated, MatchWorkers, OwnedMessage, CHUNK};
+use crate::service::match_workers::{MatchWorkers, MessageView, Outcome, OwnedMessage, CHUNK};
 use crate::service::Shared;
 
 /// Sends a bundle of signals to its partition of the signals topic; its
@@ -91,7 +91,7 @@ impl Finish<'_> {
             match workers.next_done() {
                 Ok(Some(done)) => {
                     for item in done {
-                        self.one(item);
+                        self.one(item.message.view(), item.outcome);
                     }
                 }
                 Ok(None) => break,
@@ -102,11 +102,10 @@ impl Finish<'_> {
         }
     }
 
-    fn one(&mut self, item: Evaluated) {
+    fn one(&mut self, m: MessageView<'_>, outcome: Outcome) {
         let cfg = self.cfg;
         let metrics = self.matcher.metrics();
-        let m = &item.message;
-        match item.outcome {
+        match outcome {
             Err(bad) => {
                 metrics.deadletters.with_label_values(&[bad.kind]).inc();
                 tracing::warn!(topic = %m.topic, partition = m.partition, offset = m.offset, reason = %bad.reason, "message sent to the dead-letter topic");
@@ -114,11 +113,11 @@ impl Finish<'_> {
                     &cfg.topics.deadletter,
                     &bad.reason,
                     "match",
-                    &m.topic,
+                    m.topic,
                     m.partition,
                     m.offset,
-                    m.key.as_deref(),
-                    m.payload.as_deref().unwrap_or_default(),
+                    m.key,
+                    m.payload.unwrap_or_default(),
                 );
             }
             Ok((d, matches)) => {
@@ -233,8 +232,16 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
             // Offsets are noted as messages are read: they are committed
             // only if every chunk of the batch was finished.
             progress.handled(msg.topic(), msg.partition(), msg.offset());
-            chunk.push(workers.own(&msg));
             handled += 1;
+            if workers.in_place() {
+                // One message at a time, straight from the consumer's
+                // buffer: no copy, and its event is read while still hot.
+                let m = MessageView::of(&msg);
+                let outcome = workers.evaluate_now(fin.matcher.rules(), m);
+                fin.one(m, outcome);
+                continue;
+            }
+            chunk.push(workers.own(&msg));
             if chunk.len() >= CHUNK {
                 workers.submit(
                     fin.matcher.rules(),

@@ -9,7 +9,9 @@
 //! results are taken back in the order the chunks were handed out, so the
 //! stateful half sees exactly the sequence a single thread would.
 //!
-//! With `match_workers = 0` the same interface evaluates in place.
+//! With `match_workers = 0` the same interface evaluates in place; the
+//! stage then evaluates each message as it is polled
+//! ([`MatchWorkers::evaluate_now`]).
 
 use std::collections::VecDeque;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -32,11 +34,49 @@ pub struct OwnedMessage {
     pub payload: Option<Vec<u8>>,
 }
 
-/// A message with its decoded event and Sigma matches, or why it could
-/// not be decoded.
+impl OwnedMessage {
+    pub fn view(&self) -> MessageView<'_> {
+        MessageView {
+            topic: &self.topic,
+            partition: self.partition,
+            offset: self.offset,
+            key: self.key.as_deref(),
+            payload: self.payload.as_deref(),
+        }
+    }
+}
+
+/// A message as the stateful half reads it: borrowed from the consumer
+/// (evaluated in place) or from an [`OwnedMessage`] (from a worker).
+#[derive(Clone, Copy)]
+pub struct MessageView<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<&'a [u8]>,
+    pub payload: Option<&'a [u8]>,
+}
+
+impl<'a> MessageView<'a> {
+    pub fn of(msg: &'a BorrowedMessage<'_>) -> MessageView<'a> {
+        MessageView {
+            topic: msg.topic(),
+            partition: msg.partition(),
+            offset: msg.offset(),
+            key: msg.key(),
+            payload: msg.payload(),
+        }
+    }
+}
+
+/// A message's decoded event and Sigma matches, or why it could not be
+/// decoded.
+pub type Outcome = Result<(Decoded, Matches), Undecodable>;
+
+/// A message with its [`Outcome`].
 pub struct Evaluated {
     pub message: OwnedMessage,
-    pub outcome: Result<(Decoded, Matches), Undecodable>,
+    pub outcome: Outcome,
 }
 
 struct Job {
@@ -94,6 +134,19 @@ impl MatchWorkers {
             scratch: Scratch::default(),
             topics: Vec::new(),
         })
+    }
+
+    /// Whether chunks are evaluated on the caller's thread (no workers):
+    /// then [`MatchWorkers::evaluate_now`] is the cheaper way, without a
+    /// copy of each message and without a chunk of decoded events held
+    /// (and gone cold in the cache) before the stateful half reads them.
+    pub fn in_place(&self) -> bool {
+        self.lanes.is_empty()
+    }
+
+    /// Evaluates one message on the caller's thread.
+    pub fn evaluate_now(&mut self, rules: &LoadedRules, message: MessageView<'_>) -> Outcome {
+        evaluate_one(&self.decoder, rules, &mut self.scratch, message)
     }
 
     /// Copies a consumed message for hand-over.
@@ -182,24 +235,29 @@ fn evaluate(
     chunk
         .into_iter()
         .map(|message| {
-            let outcome = decoder
-                .decode(
-                    &message.topic,
-                    message.partition,
-                    message.offset,
-                    message.payload.as_deref(),
-                )
-                .map(|d| {
-                    let matches = if is_heartbeat(&d.event) {
-                        Matches::new()
-                    } else {
-                        rules.sigma.evaluate_with(&d.event, scratch)
-                    };
-                    (d, matches)
-                });
+            let outcome = evaluate_one(decoder, rules, scratch, message.view());
             Evaluated { message, outcome }
         })
         .collect()
+}
+
+/// Decodes one message and finds its event's Sigma matches.
+fn evaluate_one(
+    decoder: &Decoder,
+    rules: &LoadedRules,
+    scratch: &mut Scratch,
+    m: MessageView<'_>,
+) -> Outcome {
+    decoder
+        .decode(m.topic, m.partition, m.offset, m.payload)
+        .map(|d| {
+            let matches = if is_heartbeat(&d.event) {
+                Matches::new()
+            } else {
+                rules.sigma.evaluate_with(&d.event, scratch)
+            };
+            (d, matches)
+        })
 }
 
 #[cfg(test)]
@@ -310,6 +368,22 @@ mod tests {
         assert!(in_place
             .iter()
             .any(|(_, what, _)| what == "undecodable_event"));
+        let decoder = Arc::new(
+            Decoder::new(&TopicsSection::default(), ParseOptions::default()).expect("topics"),
+        );
+        let mut now = MatchWorkers::new(0, decoder).expect("in place");
+        assert!(now.in_place());
+        let one_by_one: Vec<_> = messages()
+            .iter()
+            .map(|m| {
+                let (what, matches) = match now.evaluate_now(&rules, m.view()) {
+                    Ok((d, m)) => (d.event_id, m.to_vec()),
+                    Err(bad) => (bad.kind.to_owned(), Vec::new()),
+                };
+                (m.offset, what, matches)
+            })
+            .collect();
+        assert_eq!(one_by_one, in_place);
         for workers in [1, 3] {
             let got = run(workers, &rules);
             assert_eq!(got.len(), in_place.len(), "{workers} workers");
