@@ -106,6 +106,13 @@ impl Metrics {
 
     /// Counts a match of `rule_id`, respecting the label cap.
     pub fn count_match(&self, rule_id: &str) {
+        self.rule_match_counter(rule_id).inc();
+    }
+
+    /// The counter matches of `rule_id` go to, respecting the label cap.
+    /// A rule keeps the counter it was first given (the label set only
+    /// grows), so callers may keep it instead of looking it up per match.
+    pub fn rule_match_counter(&self, rule_id: &str) -> IntCounter {
         let label = {
             let mut seen = self.rule_labels.lock().unwrap_or_else(|p| p.into_inner());
             if seen.contains(rule_id) {
@@ -117,7 +124,7 @@ impl Metrics {
                 "other"
             }
         };
-        self.rule_matches.with_label_values(&[label]).inc();
+        self.rule_matches.with_label_values(&[label])
     }
 }
 

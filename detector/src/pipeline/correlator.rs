@@ -92,8 +92,13 @@ impl Correlator {
     }
 
     fn drain(&mut self, alerts: &mut Vec<Alert>) {
-        let now = Utc::now();
+        // Most signals finish no alert: the clock is read only when one does.
+        let now = match self.out.alerts.is_empty() {
+            true => None,
+            false => Some(Utc::now()),
+        };
         for a in self.out.alerts.drain(..) {
+            let now = now.unwrap_or_else(Utc::now);
             self.metrics
                 .alerts
                 .with_label_values(&[a.rule.level.as_str(), a.agency.as_str()])

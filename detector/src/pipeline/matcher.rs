@@ -55,6 +55,9 @@ pub struct Matcher {
     /// `events_total` per agency, looked up once per agency instead of
     /// hashing the label for every event.
     events_in: Vec<(String, prometheus::IntCounter)>,
+    /// `rule_matches_total` per rule index of the current rule set, looked
+    /// up on a rule's first match instead of on every match.
+    rule_matches: Vec<Option<prometheus::IntCounter>>,
 }
 
 /// Settings of stage 1.
@@ -95,6 +98,7 @@ impl Matcher {
             sequences: SequenceTracker::new(settings.reorder_window),
             metrics,
             events_in: Vec::new(),
+            rule_matches: Vec::new(),
         }
     }
 
@@ -103,6 +107,7 @@ impl Matcher {
     pub fn replace_rules(&mut self, rules: Arc<LoadedRules>, settings: &MatcherSettings) {
         self.suppressor.reconfigure(&rules, settings.suppress);
         self.rules = rules;
+        self.rule_matches.clear();
     }
 
     pub fn rules(&self) -> &Arc<LoadedRules> {
@@ -190,7 +195,7 @@ impl Matcher {
                 .id
                 .as_deref()
                 .unwrap_or(entry.meta.title.as_str());
-            self.metrics.count_match(id);
+            self.count_match(idx, id);
             if rules.correlations.is_referenced(id) {
                 correlated.push(id);
             }
@@ -265,6 +270,17 @@ impl Matcher {
                 .signals_out
                 .inc_by((out.signals.len() - before) as u64);
         }
+    }
+
+    fn count_match(&mut self, idx: RuleIdx, id: &str) {
+        let i = idx as usize;
+        if self.rule_matches.len() <= i {
+            self.rule_matches.resize(i + 1, None);
+        }
+        let metrics = &self.metrics;
+        self.rule_matches[i]
+            .get_or_insert_with(|| metrics.rule_match_counter(id))
+            .inc();
     }
 
     fn record_alert(&self, alert: &Alert, ingested: DateTime<Utc>) {

@@ -136,8 +136,10 @@ impl Finish<'_> {
                 for alert in self.out.alerts.drain(..) {
                     send_alert(self.outputs, &cfg.topics.alerts, &alert);
                 }
-                let now_ms = Utc::now().timestamp_millis();
+                // Read once per event, and only for events with signals.
+                let mut now_ms = None;
                 for signal in self.out.signals.drain(..) {
+                    let now_ms = *now_ms.get_or_insert_with(|| Utc::now().timestamp_millis());
                     if let Some(full) = self.bundler.add(&signal, now_ms) {
                         send_bundle(self.outputs, &cfg.topics.signals, full, self.bundler);
                     }
