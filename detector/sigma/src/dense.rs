@@ -324,21 +324,15 @@ mod tests {
             b"aaaaaaaaaaaaaaaaaaaa",
         ];
         let d = DenseScan::new(&pats).expect("small automaton");
-        // a small deterministic generator over an alphabet where the
-        // patterns occur often
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        // deterministic texts over an alphabet where the patterns occur often
+        let mut rng = crate::synth::Rng::new(0x9e37_79b9_7f4a_7c15);
         let alphabet = b"abcAB /etpswdSELCTunio${jnd:}";
         for len in [
             0usize, 1, 5, 60, 61, 62, 63, 64, 65, 66, 67, 99, 100, 101, 257, 1000,
         ] {
             for _ in 0..40 {
                 let hay: Vec<u8> = (0..len)
-                    .map(|_| {
-                        x ^= x << 13;
-                        x ^= x >> 7;
-                        x ^= x << 17;
-                        alphabet[(x % alphabet.len() as u64) as usize]
-                    })
+                    .map(|_| alphabet[rng.below(alphabet.len())])
                     .collect();
                 assert_eq!(
                     found(&d, &hay),
