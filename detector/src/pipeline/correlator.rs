@@ -93,24 +93,23 @@ impl Correlator {
 
     fn drain(&mut self, alerts: &mut Vec<Alert>) {
         // Most signals finish no alert: the clock is read only when one does.
-        let now = match self.out.alerts.is_empty() {
-            true => None,
-            false => Some(Utc::now()),
-        };
-        for a in self.out.alerts.drain(..) {
-            let now = now.unwrap_or_else(Utc::now);
-            self.metrics
-                .alerts
-                .with_label_values(&[a.rule.level.as_str(), a.agency.as_str()])
-                .inc();
-            let latency = (now - a.window_end).num_microseconds().unwrap_or(0).max(0) as f64 / 1e6;
-            // Correlation alerts are final `allowed_lateness` after their last
-            // event; measured against event time, as the analyst sees it.
-            self.metrics
-                .stage_latency
-                .with_label_values(&["correlate_event_to_alert"])
-                .observe(latency);
-            alerts.push(a);
+        if !self.out.alerts.is_empty() {
+            let now = Utc::now();
+            for a in self.out.alerts.drain(..) {
+                self.metrics
+                    .alerts
+                    .with_label_values(&[a.rule.level.as_str(), a.agency.as_str()])
+                    .inc();
+                let latency =
+                    (now - a.window_end).num_microseconds().unwrap_or(0).max(0) as f64 / 1e6;
+                // Correlation alerts are final `allowed_lateness` after their last
+                // event; measured against event time, as the analyst sees it.
+                self.metrics
+                    .stage_latency
+                    .with_label_values(&["correlate_event_to_alert"])
+                    .observe(latency);
+                alerts.push(a);
+            }
         }
         for late in self.out.late.drain(..) {
             self.metrics
