@@ -20,6 +20,11 @@ SHELL := bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
 CARGO ?= cargo
+
+# CI builds once from a clean clone: incremental caches would only cost disk.
+ifdef CI
+export CARGO_INCREMENTAL := 0
+endif
 STACK := deploy/local/stack
 DEMO_ARGS ?= --demo
 
