@@ -132,7 +132,11 @@ impl RuleEntry {
                 .unwrap_or_else(|| self.meta.title.clone()),
             title: self.meta.title.clone(),
             author: self.meta.author.clone().unwrap_or_default(),
-            level: self.meta.level.clone().unwrap_or_else(|| "medium".into()),
+            level: self
+                .meta
+                .level
+                .clone()
+                .unwrap_or_else(|| DEFAULT_LEVEL.into()),
             tags: self.meta.tags.clone(),
             kind: "detection".into(),
             description: self.meta.description.clone().unwrap_or_default(),
@@ -141,6 +145,10 @@ impl RuleEntry {
         }
     }
 }
+
+/// The level an alert of a rule that states none is raised at, and
+/// counted under in the metrics.
+pub const DEFAULT_LEVEL: &str = "medium";
 
 /// Builds an [`Engine`].
 #[derive(Debug, Clone, Default)]

@@ -18,7 +18,7 @@ use qalqan_core::alert::{Alert, Evidence};
 use qalqan_core::Event;
 use qalqan_correlation::set::MatchedEvent;
 use qalqan_correlation::{Signal, SuppressPolicy};
-use qalqan_sigma::engine::{Matches, Scratch};
+use qalqan_sigma::engine::{Matches, Scratch, DEFAULT_LEVEL};
 use qalqan_sigma::RuleIdx;
 
 use crate::health::{is_heartbeat, HeartbeatTracker, SequenceTracker};
@@ -55,6 +55,9 @@ pub struct Matcher {
     /// `events_total` per agency, looked up once per agency instead of
     /// hashing the label for every event.
     events_in: Vec<(String, prometheus::IntCounter)>,
+    /// `alerts_suppressed_total` per level, for the same reason: under a
+    /// flood most single-event matches are suppressed.
+    suppressed: Vec<(String, prometheus::IntCounter)>,
     /// `rule_matches_total` per rule index of the current rule set, looked
     /// up on a rule's first match instead of on every match.
     rule_matches: Vec<Option<prometheus::IntCounter>>,
@@ -98,6 +101,7 @@ impl Matcher {
             sequences: SequenceTracker::new(settings.reorder_window),
             metrics,
             events_in: Vec::new(),
+            suppressed: Vec::new(),
             rule_matches: Vec::new(),
         }
     }
@@ -202,18 +206,17 @@ impl Matcher {
             if !rules.correlations.emits_own_alerts(id) {
                 continue;
             }
-            let info = entry.rule_info();
             let entity = primary_entity(event);
             let Some(decision) =
                 self.suppressor
                     .decide(idx_key(idx), agency, entity, event.timestamp)
             else {
-                self.metrics
-                    .alerts_suppressed
-                    .with_label_values(&[info.level.as_str()])
-                    .inc();
+                self.count_suppressed(entry.meta.level.as_deref().unwrap_or(DEFAULT_LEVEL));
                 continue;
             };
+            // Built only for alerts that are raised: it copies every
+            // descriptive attribute of the rule.
+            let info = entry.rule_info();
             let mut alert = Alert::new(info, agency, event.timestamp, event.timestamp);
             match decision.slot {
                 // Under suppression the alert stands for "the n-th alert of
@@ -269,6 +272,17 @@ impl Matcher {
             self.metrics
                 .signals_out
                 .inc_by((out.signals.len() - before) as u64);
+        }
+    }
+
+    fn count_suppressed(&mut self, level: &str) {
+        match self.suppressed.iter().find(|(l, _)| l == level) {
+            Some((_, counter)) => counter.inc(),
+            None => {
+                let counter = self.metrics.alerts_suppressed.with_label_values(&[level]);
+                counter.inc();
+                self.suppressed.push((level.to_owned(), counter));
+            }
         }
     }
 
@@ -540,10 +554,11 @@ detection:
 
     #[test]
     fn single_event_alerts_are_suppressed_per_entity_and_carry_the_count() {
+        let metrics = Arc::new(Metrics::new());
         let mut m = Matcher::new(
             rules(""),
             &MatcherSettings::default(),
-            Arc::new(Metrics::new()),
+            Arc::clone(&metrics),
         );
         let mut out = MatchOutput::default();
         for i in 0..5 {
@@ -580,6 +595,16 @@ detection:
         assert_eq!(a.entities.source_ips, vec!["203.0.113.5".to_string()]);
         assert_eq!(a.evidence.len(), 1);
         assert!(out.signals.is_empty());
+        // The four later matches of the first address are counted as
+        // suppressed under the rule's level, and nothing under another.
+        let suppressed = |level: &str| {
+            metrics
+                .alerts_suppressed
+                .with_label_values(&[level])
+                .get()
+        };
+        assert_eq!(suppressed("medium"), 4);
+        assert_eq!(suppressed("high"), 0);
     }
 
     #[test]
