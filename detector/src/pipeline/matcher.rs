@@ -555,11 +555,7 @@ detection:
     #[test]
     fn single_event_alerts_are_suppressed_per_entity_and_carry_the_count() {
         let metrics = Arc::new(Metrics::new());
-        let mut m = Matcher::new(
-            rules(""),
-            &MatcherSettings::default(),
-            Arc::clone(&metrics),
-        );
+        let mut m = Matcher::new(rules(""), &MatcherSettings::default(), Arc::clone(&metrics));
         let mut out = MatchOutput::default();
         for i in 0..5 {
             m.process(
@@ -597,12 +593,7 @@ detection:
         assert!(out.signals.is_empty());
         // The four later matches of the first address are counted as
         // suppressed under the rule's level, and nothing under another.
-        let suppressed = |level: &str| {
-            metrics
-                .alerts_suppressed
-                .with_label_values(&[level])
-                .get()
-        };
+        let suppressed = |level: &str| metrics.alerts_suppressed.with_label_values(&[level]).get();
         assert_eq!(suppressed("medium"), 4);
         assert_eq!(suppressed("high"), 0);
     }
