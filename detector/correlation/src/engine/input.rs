@@ -165,11 +165,14 @@ impl Input {
     /// Queues a signal (not late) in processing order: (event time,
     /// ordinal, event id, node).
     pub fn enqueue(&mut self, h: Header, packed: Packed) {
-        let event_id = packed.event_id();
+        // The event id only breaks ties of time and ordinal, which are rare:
+        // it is read from the packed text (and checked as UTF-8) only then.
         let before = |p: &Item| match (h.ts, h.ordinal).cmp(&(p.ts, p.ordinal)) {
             std::cmp::Ordering::Less => true,
             std::cmp::Ordering::Greater => false,
-            std::cmp::Ordering::Equal => (event_id, h.node) < (p.packed.event_id(), p.node),
+            std::cmp::Ordering::Equal => {
+                (packed.event_id(), h.node) < (p.packed.event_id(), p.node)
+            }
         };
         // Signals mostly arrive in order: scan back from the end.
         let len = self.pending.len();
