@@ -52,12 +52,11 @@ pub struct Matcher {
     pub heartbeats: HeartbeatTracker,
     pub sequences: SequenceTracker,
     metrics: Arc<Metrics>,
-    /// `events_total` per agency, looked up once per agency instead of
-    /// hashing the label for every event.
-    events_in: Vec<(String, prometheus::IntCounter)>,
-    /// `alerts_suppressed_total` per level, for the same reason: under a
-    /// flood most single-event matches are suppressed.
-    suppressed: Vec<(String, prometheus::IntCounter)>,
+    /// `events_total` per agency.
+    events_in: LabelCounters,
+    /// `alerts_suppressed_total` per level: under a flood most single-event
+    /// matches are suppressed.
+    suppressed: LabelCounters,
     /// `rule_matches_total` per rule index of the current rule set, looked
     /// up on a rule's first match instead of on every match.
     rule_matches: Vec<Option<prometheus::IntCounter>>,
@@ -100,8 +99,8 @@ impl Matcher {
             heartbeats: HeartbeatTracker::new(settings.silence_after),
             sequences: SequenceTracker::new(settings.reorder_window),
             metrics,
-            events_in: Vec::new(),
-            suppressed: Vec::new(),
+            events_in: LabelCounters::default(),
+            suppressed: LabelCounters::default(),
             rule_matches: Vec::new(),
         }
     }
@@ -154,14 +153,7 @@ impl Matcher {
         matches: &[RuleIdx],
         out: &mut MatchOutput,
     ) {
-        match self.events_in.iter().find(|(a, _)| a == agency) {
-            Some((_, counter)) => counter.inc(),
-            None => {
-                let counter = self.metrics.events_in.with_label_values(&[agency]);
-                counter.inc();
-                self.events_in.push((agency.to_owned(), counter));
-            }
-        }
+        self.events_in.inc(&self.metrics.events_in, agency);
         if is_heartbeat(event) {
             self.observe_heartbeat(agency, event);
             return;
@@ -211,7 +203,8 @@ impl Matcher {
                 self.suppressor
                     .decide(idx_key(idx), agency, entity, event.timestamp)
             else {
-                self.count_suppressed(entry.meta.level.as_deref().unwrap_or(DEFAULT_LEVEL));
+                let level = entry.meta.level.as_deref().unwrap_or(DEFAULT_LEVEL);
+                self.suppressed.inc(&self.metrics.alerts_suppressed, level);
                 continue;
             };
             // Built only for alerts that are raised: it copies every
@@ -272,17 +265,6 @@ impl Matcher {
             self.metrics
                 .signals_out
                 .inc_by((out.signals.len() - before) as u64);
-        }
-    }
-
-    fn count_suppressed(&mut self, level: &str) {
-        match self.suppressed.iter().find(|(l, _)| l == level) {
-            Some((_, counter)) => counter.inc(),
-            None => {
-                let counter = self.metrics.alerts_suppressed.with_label_values(&[level]);
-                counter.inc();
-                self.suppressed.push((level.to_owned(), counter));
-            }
         }
     }
 
@@ -355,6 +337,25 @@ impl Matcher {
                 .inc();
         }
         alerts
+    }
+}
+
+/// Counters of a one-label metric, each looked up once per label value
+/// instead of hashing the label on every increment. Label sets here are
+/// small (agencies, levels), so a list beats a map.
+#[derive(Default)]
+struct LabelCounters(Vec<(String, prometheus::IntCounter)>);
+
+impl LabelCounters {
+    fn inc(&mut self, metric: &prometheus::IntCounterVec, label: &str) {
+        match self.0.iter().find(|(l, _)| l == label) {
+            Some((_, counter)) => counter.inc(),
+            None => {
+                let counter = metric.with_label_values(&[label]);
+                counter.inc();
+                self.0.push((label.to_owned(), counter));
+            }
+        }
     }
 }
 
