@@ -73,6 +73,25 @@ pub struct DetectorSection {
     /// How often an agency's collectors are checked for silence.
     #[serde(with = "duration")]
     pub silence_check_interval: Duration,
+    /// Release stage 1's events in event-time order across the partitions
+    /// of each agency (see [`crate::service::align`]), so that catching up
+    /// on a backlog does not make correlation signals late.
+    pub align_event_time: bool,
+    /// Events stage 1 may hold for that ordering before it pauses the
+    /// partition furthest ahead.
+    pub align_budget: usize,
+}
+
+impl DetectorSection {
+    /// Stage 1's alignment, from these keys and stage 2's lateness.
+    pub fn align_settings(&self, lateness: Duration) -> crate::service::align::AlignSettings {
+        let mut s = crate::service::align::AlignSettings::for_lateness(lateness);
+        if !self.align_event_time {
+            s.max_skew = Duration::ZERO;
+        }
+        s.budget = self.align_budget;
+        s
+    }
 }
 
 impl DetectorSection {
@@ -96,6 +115,8 @@ impl Default for DetectorSection {
             batch_wait: Duration::from_millis(100),
             match_workers: None,
             silence_check_interval: Duration::from_secs(10),
+            align_event_time: true,
+            align_budget: 100_000,
         }
     }
 }
@@ -248,6 +269,13 @@ impl Validate for DetectorConfig {
                 "detector.batch_size",
                 format!("{} is out of range", d.batch_size),
                 "use 1 to 1000000 (20000 is a good default)",
+            ));
+        }
+        if !(1024..=10_000_000).contains(&d.align_budget) {
+            return Err(Invalid::new(
+                "detector.align_budget",
+                format!("{} is out of range", d.align_budget),
+                "use 1024 to 10000000 (100000 is a good default)",
             ));
         }
         if let Some(n @ 65..) = d.match_workers {

@@ -95,6 +95,53 @@ pub fn next_in_batch<'c, C: ConsumerContext>(
     }
 }
 
+/// The high watermark librdkafka last saw for a partition in a fetch
+/// response: no network call, so cheap enough to ask often. `None` when
+/// it has not fetched the partition yet.
+pub fn cached_high_watermark<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+) -> Option<i64> {
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: the client pointer is valid for the consumer's lifetime; the
+    // topic is a NUL-terminated string that outlives the call; librdkafka
+    // only writes the two offsets.
+    let err = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
+        .then_some(high)
+}
+
+/// Pauses (or resumes) fetching one partition. A paused partition resumes
+/// after the last message the application polled from it.
+pub fn set_paused<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+    paused: bool,
+) {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, partition);
+    let r = if paused {
+        consumer.pause(&tpl)
+    } else {
+        consumer.resume(&tpl)
+    };
+    if let Err(e) = r {
+        // Not assigned here any more: its next owner starts it afresh.
+        tracing::debug!(%topic, partition, paused, "pause/resume: {e}");
+    }
+}
+
 /// Counts consumer lag per partition from librdkafka's statistics.
 pub struct LagReporter {
     pub group: String,
@@ -127,6 +174,10 @@ impl LagReporter {
 pub struct PlainContext {
     pub lag: LagReporter,
     pub rebalanced: AtomicBool,
+    /// Rebalances so far: a role that keeps polled messages across
+    /// batches drops them when this moves (eager rebalancing restarts
+    /// every partition from its committed offset).
+    pub rebalances: AtomicU64,
 }
 
 impl PlainContext {
@@ -134,6 +185,7 @@ impl PlainContext {
         PlainContext {
             lag,
             rebalanced: AtomicBool::new(false),
+            rebalances: AtomicU64::new(0),
         }
     }
 }
@@ -148,6 +200,7 @@ impl ConsumerContext for PlainContext {
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &rdkafka::consumer::Rebalance<'_>) {
         tracing::info!("rebalance: {rebalance:?}");
         self.rebalanced.store(true, Ordering::Release);
+        self.rebalances.fetch_add(1, Ordering::AcqRel);
     }
 }
 

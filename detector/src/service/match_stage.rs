@@ -8,6 +8,7 @@
 //! with event time (see [`crate::service::bundle`]), so stage 2 finds every
 //! signal of one group key in one partition and can seek back by time.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,12 +19,15 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Message, Offset};
 
 use crate::config::DetectorConfig;
+use crate::metrics::Metrics;
 use crate::pipeline::matcher::MatcherSettings;
 use crate::pipeline::{MatchOutput, Matcher};
+use crate::service::align::Aligner;
 use crate::service::bundle::{Bundle, Bundler};
 use crate::service::decode::Decoder;
 use crate::service::kafka::{
-    consumer_config, next_in_batch, LagReporter, Outputs, PlainContext, Progress,
+    cached_high_watermark, consumer_config, next_in_batch, set_paused, LagReporter, Outputs,
+    PlainContext, Progress,
 };
 use crate::service::match_workers::{MatchWorkers, MessageView, Outcome, OwnedMessage, CHUNK};
 use crate::service::Shared;
@@ -54,27 +58,157 @@ pub fn send_alert(outputs: &Outputs, topic: &str, alert: &Alert) {
     );
 }
 
-/// Seeks every partition of an aborted batch back to its first message.
-fn rewind(consumer: &BaseConsumer<PlainContext>, progress: &Progress) {
-    for (topic, partition, offset) in progress.first_offsets() {
-        if let Err(e) = consumer.seek(
-            topic,
-            partition,
-            Offset::Offset(offset),
-            Duration::from_secs(10),
-        ) {
-            tracing::warn!(%topic, partition, "rewind after abort failed: {e}");
+/// Seeks every partition of an aborted batch back to its first message
+/// not committed: the first polled or released in the batch, or the first
+/// still held. Held events are dropped; they come again.
+fn rewind(
+    consumer: &BaseConsumer<PlainContext>,
+    polled: &Progress,
+    released: &Progress,
+    aligner: &mut Aligner<Held>,
+) {
+    let (held, paused) = aligner.clear();
+    let mut to: BTreeMap<(&str, i32), i64> = BTreeMap::new();
+    let firsts = polled.first_offsets().chain(released.first_offsets());
+    for (topic, partition, offset) in
+        firsts.chain(held.iter().map(|(t, p, o)| (t.as_str(), *p, *o)))
+    {
+        let at = to.entry((topic, partition)).or_insert(offset);
+        *at = (*at).min(offset);
+    }
+    for ((topic, partition), offset) in to {
+        seek(consumer, topic, partition, offset);
+    }
+    for (topic, partition) in &paused {
+        set_paused(consumer, topic, *partition, false);
+    }
+}
+
+fn seek(consumer: &BaseConsumer<PlainContext>, topic: &str, partition: i32, offset: i64) {
+    if let Err(e) = consumer.seek(
+        topic,
+        partition,
+        Offset::Offset(offset),
+        Duration::from_secs(10),
+    ) {
+        tracing::warn!(%topic, partition, "rewind failed: {e}");
+    }
+}
+
+/// The partitions assigned here, with their committed offsets (`None`:
+/// nothing committed yet, read from the beginning).
+fn assigned_from(consumer: &BaseConsumer<PlainContext>) -> Vec<(String, i32, Option<i64>)> {
+    let assigned = match consumer.assignment() {
+        Ok(a) if a.count() > 0 => a,
+        Ok(_) => return Vec::new(),
+        Err(e) => {
+            tracing::warn!("stage 1 cannot read its assignment: {e}");
+            return Vec::new();
+        }
+    };
+    match consumer.committed_offsets(assigned, Duration::from_secs(10)) {
+        Ok(tpl) => tpl
+            .elements()
+            .iter()
+            .map(|e| {
+                let from = match e.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                };
+                (e.topic().to_owned(), e.partition(), from)
+            })
+            .collect(),
+        Err(e) => {
+            tracing::warn!("stage 1 cannot read its committed offsets: {e}");
+            Vec::new()
         }
     }
 }
 
-/// The stateful half of stage 1 for finished chunks, in message order.
-struct Finish<'a> {
+/// Drops the held events (after a rebalance, or a rule reload: then
+/// `read_again` seeks their partitions back to them) and resumes what the
+/// alignment paused.
+fn forget_held(
+    consumer: &BaseConsumer<PlainContext>,
+    aligner: &mut Aligner<Held>,
+    read_again: bool,
+) {
+    let (held, paused) = aligner.clear();
+    if read_again {
+        for (topic, partition, offset) in &held {
+            seek(consumer, topic, *partition, *offset);
+        }
+    }
+    for (topic, partition) in &paused {
+        set_paused(consumer, topic, *partition, false);
+    }
+}
+
+/// Tells the aligner which partitions are at their end and carries out
+/// the pauses and resumptions it asks for.
+fn refresh_alignment(
+    consumer: &BaseConsumer<PlainContext>,
+    aligner: &mut Aligner<Held>,
+    metrics: &Metrics,
+) {
+    let resume = aligner.refresh(
+        |topic, partition| cached_high_watermark(consumer, topic, partition),
+        Utc::now().timestamp_micros(),
+    );
+    for part in resume {
+        let (topic, partition) = aligner.partition(part);
+        set_paused(consumer, topic, partition, false);
+    }
+    for part in aligner.take_pauses() {
+        let (topic, partition) = aligner.partition(part);
+        tracing::debug!(%topic, partition, held = aligner.queued(), "stage 1 pauses a partition running ahead");
+        metrics.aligned_pauses.inc();
+        set_paused(consumer, topic, partition, true);
+    }
+    metrics.aligned_held.set(aligner.queued() as i64);
+}
+
+/// An evaluated message waiting in the [`Aligner`]: the key and payload
+/// are kept only for a dead letter.
+struct Held {
+    outcome: Outcome,
+    key: Option<Vec<u8>>,
+    payload: Option<Vec<u8>>,
+}
+
+impl Held {
+    fn of(m: MessageView<'_>, outcome: Outcome) -> Held {
+        let bad = outcome.is_err();
+        Held {
+            outcome,
+            key: m.key.filter(|_| bad).map(<[u8]>::to_vec),
+            payload: m.payload.filter(|_| bad).map(<[u8]>::to_vec),
+        }
+    }
+
+    fn time_us(&self) -> Option<i64> {
+        self.outcome
+            .as_ref()
+            .ok()
+            .map(|(d, _)| d.event.timestamp.timestamp_micros())
+    }
+}
+
+/// What an event released to the stateful half goes through.
+struct Sinks<'a> {
     cfg: &'a DetectorConfig,
     outputs: &'a Outputs,
     bundler: &'a mut Bundler,
     matcher: &'a mut Matcher,
     out: &'a mut MatchOutput,
+}
+
+/// The stateful half of stage 1 for finished chunks, in message order.
+struct Finish<'a> {
+    sinks: Sinks<'a>,
+    aligner: &'a mut Aligner<Held>,
+    /// Offsets of the messages released in this batch: what it commits.
+    released: &'a mut Progress,
 }
 
 impl Finish<'_> {
@@ -90,8 +224,9 @@ impl Finish<'_> {
         while workers.outstanding() > keep {
             match workers.next_done() {
                 Ok(Some(done)) => {
+                    let now = Instant::now();
                     for item in done {
-                        self.one(item.message.view(), item.outcome);
+                        self.evaluated(item.message.view(), item.outcome, now);
                     }
                 }
                 Ok(None) => break,
@@ -102,6 +237,44 @@ impl Finish<'_> {
         }
     }
 
+    /// Takes one evaluated message, in poll order: released at once, or
+    /// queued for the event-time merge and released when its turn comes.
+    fn evaluated(&mut self, m: MessageView<'_>, outcome: Outcome, now: Instant) {
+        if !self.aligner.enabled() {
+            self.released.handled(m.topic, m.partition, m.offset);
+            self.sinks.one(m, outcome);
+            return;
+        }
+        let held = Held::of(m, outcome);
+        let time = held.time_us();
+        self.aligner
+            .push(m.topic, m.partition, m.offset, time, held, now);
+        self.release(now);
+    }
+
+    /// Releases every queued event whose turn has come.
+    fn release(&mut self, now: Instant) {
+        while let Some(r) = self.aligner.pop(now) {
+            let (topic, partition) = self.aligner.partition(r.part);
+            self.released.handled(topic, partition, r.offset);
+            let Held {
+                outcome,
+                key,
+                payload,
+            } = r.item;
+            let m = MessageView {
+                topic,
+                partition,
+                offset: r.offset,
+                key: key.as_deref(),
+                payload: payload.as_deref(),
+            };
+            self.sinks.one(m, outcome);
+        }
+    }
+}
+
+impl Sinks<'_> {
     fn one(&mut self, m: MessageView<'_>, outcome: Outcome) {
         let cfg = self.cfg;
         let metrics = self.matcher.metrics();
@@ -190,13 +363,37 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
     let mut generation = shared.rules.generation();
     let mut matcher = Matcher::new(shared.rules.current(), &settings, Arc::clone(metrics));
     let mut out = MatchOutput::default();
-    let mut progress = Progress::default();
+    // Offsets polled in this batch (where an aborted batch reads again
+    // from) and released in it (what it commits): with event-time
+    // alignment, events polled in one batch may be released in a later one.
+    let mut polled = Progress::default();
+    let mut released = Progress::default();
+    let mut aligner: Aligner<Held> = Aligner::new(
+        cfg.detector
+            .align_settings(cfg.correlation.allowed_lateness),
+    );
+    let mut rebalances = consumer.context().rebalances.load(Ordering::Acquire);
     let mut last_silence_check = Instant::now();
-    tracing::info!(%group, events = %cfg.topics.events, raw = %cfg.topics.raw, workers = cfg.detector.match_workers(), "stage 1 (match) started");
+    tracing::info!(%group, events = %cfg.topics.events, raw = %cfg.topics.raw, workers = cfg.detector.match_workers(), align = aligner.enabled(), "stage 1 (match) started");
 
     while !shared.stop.load(Ordering::Acquire) {
+        let seen = consumer.context().rebalances.load(Ordering::Acquire);
+        if seen != rebalances {
+            // Every partition restarts from its committed offset, which is
+            // that of its first held event: drop them, they come again.
+            rebalances = seen;
+            forget_held(&consumer, &mut aligner, false);
+            if aligner.enabled() {
+                let now = Instant::now();
+                for (topic, partition, from) in assigned_from(&consumer) {
+                    aligner.expect(&topic, partition, from.unwrap_or(0), now);
+                }
+            }
+        }
         if shared.rules.generation() != generation {
             generation = shared.rules.generation();
+            // Held events were evaluated with the old rules: read them again.
+            forget_held(&consumer, &mut aligner, true);
             matcher.replace_rules(shared.rules.current(), &settings);
             tracing::info!("stage 1 switched to the reloaded rule set");
         }
@@ -211,12 +408,24 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
             .rebalanced
             .store(false, Ordering::Release);
         let mut fin = Finish {
-            cfg,
-            outputs: &outputs,
-            bundler: &mut bundler,
-            matcher: &mut matcher,
-            out: &mut out,
+            sinks: Sinks {
+                cfg,
+                outputs: &outputs,
+                bundler: &mut bundler,
+                matcher: &mut matcher,
+                out: &mut out,
+            },
+            aligner: &mut aligner,
+            released: &mut released,
         };
+        if fin.aligner.queued() > 0 {
+            // Partitions found at their end or silent since the last batch
+            // may let held events go.
+            refresh_alignment(&consumer, fin.aligner, metrics);
+            outputs.begin_transaction()?;
+            in_txn = true;
+            fin.release(Instant::now());
+        }
         while handled < cfg.detector.batch_size && lost.is_none() {
             let Some(msg) = next_in_batch(
                 &consumer,
@@ -231,22 +440,25 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
                 outputs.begin_transaction()?;
                 in_txn = true;
             }
-            // Offsets are noted as messages are read: they are committed
-            // only if every chunk of the batch was finished.
-            progress.handled(msg.topic(), msg.partition(), msg.offset());
+            // Offsets are noted as messages are read: an aborted batch
+            // reads again from the first of them.
+            polled.handled(msg.topic(), msg.partition(), msg.offset());
             handled += 1;
+            if fin.aligner.enabled() && handled.is_multiple_of(CHUNK) {
+                refresh_alignment(&consumer, fin.aligner, metrics);
+            }
             if workers.in_place() {
                 // One message at a time, straight from the consumer's
                 // buffer: no copy, and its event is read while still hot.
                 let m = MessageView::of(&msg);
-                let outcome = workers.evaluate_now(fin.matcher.rules(), m);
-                fin.one(m, outcome);
+                let outcome = workers.evaluate_now(fin.sinks.matcher.rules(), m);
+                fin.evaluated(m, outcome, Instant::now());
                 continue;
             }
             chunk.push(workers.own(&msg));
             if chunk.len() >= CHUNK {
                 workers.submit(
-                    fin.matcher.rules(),
+                    fin.sinks.matcher.rules(),
                     std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)),
                 );
                 // Room for one more chunk before the next is handed out.
@@ -254,16 +466,18 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
                 fin.take_back(&mut workers, keep, &mut lost);
             }
         }
-        workers.submit(fin.matcher.rules(), chunk);
+        workers.submit(fin.sinks.matcher.rules(), chunk);
         fin.take_back(&mut workers, 0, &mut lost);
+        if fin.aligner.queued() > 0 {
+            refresh_alignment(&consumer, fin.aligner, metrics);
+            fin.release(Instant::now());
+        }
         if let Some(e) = lost {
             tracing::error!("{e:#}; the batch is aborted and read again");
             if in_txn && !outputs.abort_transaction() {
                 outputs = new_outputs()?;
             }
-            rewind(&consumer, &progress);
-            progress.clear();
-            bundler.clear();
+            rewind(&consumer, &polled, &released, &mut aligner);
             workers = MatchWorkers::new(cfg.detector.match_workers(), Arc::clone(&decoder))?;
             continue;
         }
@@ -309,14 +523,24 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
             if !outputs.abort_transaction() {
                 outputs = new_outputs()?;
             }
-            progress.clear();
+            // Messages polled after the assignment moved the positions on:
+            // back to the committed offsets, or they would be skipped.
+            for (topic, partition, from) in assigned_from(&consumer) {
+                let offset = from.map_or(Offset::Beginning, Offset::Offset);
+                if let Err(e) = consumer.seek(&topic, partition, offset, Duration::from_secs(10)) {
+                    tracing::warn!(%topic, partition, "seek to the committed offset failed: {e}");
+                }
+            }
+            polled.clear();
+            released.clear();
             continue;
         }
-        let offsets = progress.to_list(|_, _| None);
+        let offsets = released.to_list(|_, _| None);
         let t_commit = Instant::now();
         let r = outputs.commit_transaction(&consumer, &offsets);
         tracing::debug!(
             messages = handled,
+            held = aligner.queued(),
             process_ms = t_commit.duration_since(started).as_millis() as u64,
             commit_ms = t_commit.elapsed().as_millis() as u64,
             "stage 1 batch"
@@ -328,11 +552,11 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
                 // same transactional id fences the old one off.
                 outputs = new_outputs()?;
             }
-            rewind(&consumer, &progress);
-            progress.clear();
+            rewind(&consumer, &polled, &released, &mut aligner);
             continue;
         }
-        progress.clear();
+        polled.clear();
+        released.clear();
         metrics
             .stage_latency
             .with_label_values(&["match"])

@@ -11,6 +11,7 @@
 //! endpoint, and a clean stop on SIGTERM/SIGINT that lets each role finish
 //! (or abandon, uncommitted) its batch.
 
+pub mod align;
 pub mod archive;
 pub mod bundle;
 pub mod correlate_stage;

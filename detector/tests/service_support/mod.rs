@@ -184,7 +184,15 @@ pub fn scrape(config: &Path) -> String {
         .and_then(|l| l.strip_suffix('"'))
         .expect("metrics.listen in the config")
         .to_owned();
-    let mut stream = std::net::TcpStream::connect(&addr).expect("connect to /metrics");
+    // The endpoint comes up once the rules are loaded: wait for it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut stream = loop {
+        match std::net::TcpStream::connect(&addr) {
+            Ok(s) => break s,
+            Err(e) if Instant::now() >= deadline => panic!("connect to /metrics at {addr}: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    };
     stream
         .write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
         .expect("request");
