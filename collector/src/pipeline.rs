@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use qalqan_core::event::{now_micros, tags, Value};
+use qalqan_core::event::{now_micros, tags, Value, ValueRef};
 use qalqan_core::parse::Parser;
 
 use crate::ack::Ack;
@@ -20,31 +20,59 @@ use crate::router::{RouteError, Router};
 use crate::sequence::SequenceAllocator;
 use crate::sink::Record;
 
+/// Who collected an event and how: fields written into its wire form
+/// beside the parsed ones ([`Event::to_json_string_with`]), borrowed
+/// rather than copied into every event (they are the same few texts on
+/// every event of a batch; as owned fields they were six allocations per
+/// event).
+///
+/// [`Event::to_json_string_with`]: qalqan_core::Event::to_json_string_with
+struct Stamps<'a> {
+    items: [(&'static str, ValueRef<'a>); 9],
+    len: usize,
+}
+
+impl<'a> Stamps<'a> {
+    fn push(&mut self, name: &'static str, value: ValueRef<'a>) {
+        if let Some(slot) = self.items.get_mut(self.len) {
+            *slot = (name, value);
+            self.len += 1;
+        }
+    }
+
+    fn as_slice(&self) -> &[(&'static str, ValueRef<'a>)] {
+        &self.items[..self.len]
+    }
+}
+
 /// Sets who collected an event and how. What the line itself said under
-/// one of these names is replaced: one pass drops it, then the stamps are
-/// appended (an `insert` per stamp searched all fields each time).
-/// `observer.sequence` and `event.id` are appended later, once numbered.
-fn stamp(
+/// one of these names is dropped (one pass), and the stamps that replace
+/// it are returned. `observer.sequence` and `event.id` are added later,
+/// once numbered.
+fn stamp<'a>(
     f: &mut qalqan_core::event::Fields,
-    identity: &Identity,
+    identity: &'a Identity,
     input: &'static str,
-    file_path: Option<&str>,
-    address: Option<&str>,
-) {
+    file_path: Option<&'a str>,
+    address: Option<&'a str>,
+) -> Stamps<'a> {
     f.retain(|name| !is_stamp(name, address.is_some(), file_path.is_some()));
-    // The seven stamps here and the two numbered ones appended later.
-    f.reserve(9);
-    f.push_new("observer.name", identity.name.as_str());
-    f.push_new("observer.hostname", identity.hostname.as_str());
-    f.push_new("observer.version", crate::VERSION);
-    f.push_new("observer.type", "collector");
-    f.push_new("input.type", input);
+    let mut s = Stamps {
+        items: [("", ValueRef::Null); 9],
+        len: 0,
+    };
+    s.push("observer.name", ValueRef::Str(&identity.name));
+    s.push("observer.hostname", ValueRef::Str(&identity.hostname));
+    s.push("observer.version", ValueRef::Str(crate::VERSION));
+    s.push("observer.type", ValueRef::Str("collector"));
+    s.push("input.type", ValueRef::Str(input));
     if let Some(p) = file_path {
-        f.push_new("log.file.path", p);
+        s.push("log.file.path", ValueRef::Str(p));
     }
     if let Some(a) = address {
-        f.push_new("log.source.address", a);
+        s.push("log.source.address", ValueRef::Str(a));
     }
+    s
 }
 
 /// Whether `name` is one the collector sets on every event it sends
@@ -337,7 +365,7 @@ impl Pipeline {
                 .and(peer_text.as_ref())
                 .map(|(_, full, ip)| (full.as_str(), ip.as_str()));
             let f = &mut ev.fields;
-            stamp(
+            let mut stamps = stamp(
                 f,
                 &self.identity,
                 batch.source.input,
@@ -355,11 +383,10 @@ impl Pipeline {
             // the cache.
             let mut digits = itoa::Buffer::new();
             let seq_text = digits.format(seq);
-            f.push_new("observer.sequence", seq);
-            f.push_new(
-                "event.id",
-                qalqan_core::alert::event_id(&[name, seq_text.as_bytes()]),
-            );
+            let id = qalqan_core::alert::event_id(&[name, seq_text.as_bytes()]);
+            let seq_value = Value::from(seq);
+            stamps.push("observer.sequence", seq_value.as_ref());
+            stamps.push("event.id", ValueRef::Str(&id));
             let key = f
                 .get_str("host.name")
                 .unwrap_or_default()
@@ -367,7 +394,7 @@ impl Pipeline {
                 .to_vec();
             records.push(Record {
                 key,
-                payload: ev.to_json_string().into_bytes(),
+                payload: ev.to_json_string_with(stamps.as_slice()).into_bytes(),
             });
         }
         for (p, c) in parser_counts {
@@ -401,6 +428,16 @@ mod tests {
         }
     }
 
+    /// What the wire form shows: the stamps as fields beside the line's.
+    fn apply(f: &mut Fields, stamps: &Stamps<'_>) {
+        for (k, v) in stamps.as_slice() {
+            match v {
+                ValueRef::Str(s) => f.push_new(*k, *s),
+                other => panic!("{k}: not a text stamp: {other:?}"),
+            }
+        }
+    }
+
     #[test]
     fn a_line_cannot_claim_the_collectors_stamps() {
         let mut f = Fields::new();
@@ -416,7 +453,9 @@ mod tests {
         ] {
             f.insert(k, v);
         }
-        stamp(&mut f, &identity(), "tcp", None, Some("192.0.2.7:514"));
+        let id = identity();
+        let stamps = stamp(&mut f, &id, "tcp", None, Some("192.0.2.7:514"));
+        apply(&mut f, &stamps);
         assert_eq!(f.get_str("observer.name"), Some("col-1"));
         assert_eq!(f.get_str("observer.hostname"), Some("gw.example"));
         assert_eq!(f.get_str("observer.type"), Some("collector"));
@@ -435,12 +474,113 @@ mod tests {
         assert_eq!(unique.len(), names.len(), "every name once: {names:?}");
     }
 
+    /// A pipeline whose producer points where nothing listens (nothing is
+    /// sent: only `build_numbered` runs).
+    fn pipeline(state: &std::path::Path) -> Arc<Pipeline> {
+        use crate::config::{BufferMode, SinkConfig};
+        use crate::router::{RouterSettings, Tracker};
+        let metrics = Metrics::new("col-1", "mof");
+        let (sink, _retries) = crate::sink::KafkaSink::new(
+            &qalqan_core::kafka::KafkaSettings::plaintext("127.0.0.1:9"),
+            &SinkConfig::default(),
+            "test",
+            "qalqan.events.mof".into(),
+            metrics.clone(),
+            Box::new(|_| {}),
+        )
+        .expect("producer");
+        let router = Router::new(
+            RouterSettings {
+                mode: BufferMode::Off,
+                overflow_after: std::time::Duration::from_secs(1),
+                append_budget: 1 << 20,
+            },
+            sink,
+            None,
+            Arc::new(Mutex::new(Tracker::default())),
+            metrics.clone(),
+            tokio_util::sync::CancellationToken::new(),
+        );
+        Pipeline::new(
+            Parser::new(Default::default()),
+            identity(),
+            SequenceAllocator::open(state).expect("sequence"),
+            router,
+            metrics,
+        )
+    }
+
+    #[test]
+    fn every_sent_event_carries_the_stamps_and_the_parsed_fields() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = pipeline(dir.path());
+        let lines = [
+            "<38>1 2026-03-01T10:00:00.000123Z web-00 sshd 4242 - - Failed password for invalid user bob from 203.0.113.124 port 1147 ssh2",
+            r#"{"observer":{"name":"evil","sequence":1},"event":{"id":"forged"},"input":{"type":"file"},"log":{"source":{"address":"10.9.9.9:1"}},"message":"claims"}"#,
+            "no parser claims this line",
+        ];
+        let peer: SocketAddr = ([192, 0, 2, 7], 51514).into();
+        let batch = Batch {
+            source: SourceInfo::new("tcp", "tcp", None),
+            lines: lines
+                .iter()
+                .map(|l| RawLine::new(l.as_bytes().to_vec()))
+                .collect(),
+            file_path: None,
+            peer: Some(peer),
+            ack: None,
+        };
+        let first = 1000;
+        let records = p.build_numbered(&batch, first);
+        assert_eq!(records.len(), lines.len());
+        let received = now_micros();
+        for ((rec, line), seq) in records.iter().zip(lines).zip(first..) {
+            let sent =
+                qalqan_core::Event::from_json_bytes(&rec.payload, received).expect("decodes");
+            let get = |k: &str| sent.get_str(k).map(str::to_owned);
+            assert_eq!(get("observer.name").as_deref(), Some("col-1"), "{line}");
+            assert_eq!(get("observer.hostname").as_deref(), Some("gw.example"));
+            assert_eq!(get("observer.version").as_deref(), Some(crate::VERSION));
+            assert_eq!(get("observer.type").as_deref(), Some("collector"));
+            assert_eq!(get("input.type").as_deref(), Some("tcp"));
+            assert_eq!(
+                get("log.source.address").as_deref(),
+                Some("192.0.2.7:51514")
+            );
+            assert_eq!(
+                sent.fields.get("observer.sequence"),
+                Some(&Value::from(seq))
+            );
+            let id = qalqan_core::alert::event_id(&[b"col-1", seq.to_string().as_bytes()]);
+            assert_eq!(get("event.id"), Some(id));
+            assert_eq!(sent.original, line);
+            // Everything else is what the parser made of the line.
+            let mut parsed = p.parser.parse(line.as_bytes(), received).event;
+            parsed.fields.retain(|k| !is_stamp(k, true, false));
+            parsed.fields.insert_if_absent("host.name", "192.0.2.7");
+            assert_eq!(
+                rec.key,
+                parsed
+                    .fields
+                    .get_str("host.name")
+                    .unwrap_or_default()
+                    .as_bytes()
+            );
+            for (k, v) in parsed.fields.iter() {
+                assert_eq!(sent.fields.get(k), Some(v), "{k} of {line}");
+            }
+            assert_eq!(sent.fields.len(), parsed.fields.len() + 8, "{line}");
+        }
+    }
+
     #[test]
     fn a_file_line_gets_its_path_and_keeps_a_claimed_address() {
         let mut f = Fields::new();
         f.insert("log.source.address", "10.9.9.9:1");
         f.insert("log.file.path", "/claimed");
-        stamp(&mut f, &identity(), "file", Some("/var/log/auth.log"), None);
+        let id = identity();
+        let stamps = stamp(&mut f, &id, "file", Some("/var/log/auth.log"), None);
+        apply(&mut f, &stamps);
         assert_eq!(f.get_str("log.file.path"), Some("/var/log/auth.log"));
         assert_eq!(f.get_str("log.source.address"), Some("10.9.9.9:1"));
         assert_eq!(f.get_str("input.type"), Some("file"));

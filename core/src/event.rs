@@ -459,14 +459,32 @@ impl Event {
 
     /// Serializes to one line of JSON (no trailing newline).
     pub fn to_json_string(&self) -> String {
+        self.to_json_string_with(&[])
+    }
+
+    /// Serializes to one line of JSON with `extra` fields written as if
+    /// they were the event's own: fields that exist only on the wire (the
+    /// collector's stamps, the same few texts on every event), so they need
+    /// no owned copy in [`Event::fields`]. A name in `extra` must not also
+    /// be in `fields` (it would be written twice).
+    pub fn to_json_string_with(&self, extra: &[(&'static str, ValueRef<'_>)]) -> String {
         // Room for everything, so the text is never reallocated and copied.
+        let size = |k: &str, v: ValueRef<'_>| {
+            k.len()
+                + match v {
+                    ValueRef::Str(s) => s.len(),
+                    _ => 24,
+                }
+                + 8
+        };
         let values: usize = self
             .fields
             .iter()
-            .map(|(k, v)| k.len() + v.as_str().map_or(24, str::len) + 8)
+            .map(|(k, v)| size(k, v.as_ref()))
+            .chain(extra.iter().map(|(k, v)| size(k, *v)))
             .sum();
         let mut out = String::with_capacity(self.original.len() + values + 256);
-        stream_encode::encode(self, &mut out);
+        stream_encode::encode(self, extra, &mut out);
         out
     }
 

@@ -13,6 +13,10 @@
 //! fields. Fields named like the typed members (`schema_version`,
 //! `@timestamp`, `event.ingested`, `event.original`, `logsource...`) are
 //! left out: the typed members stand for them.
+//!
+//! Fields that exist only on the wire (the collector's stamps, the same
+//! few texts on every event) can be passed beside the event as borrowed
+//! values, so they need no owned copy in the event's field list.
 
 use std::cmp::Ordering;
 
@@ -20,13 +24,18 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
 
-use super::{format_ts, Event, Value, SCHEMA_VERSION};
+use super::{format_ts, Event, Value, ValueRef, SCHEMA_VERSION};
+
+/// Fields written beside an event's own: (name, value).
+pub(super) type Extra<'a> = [(&'static str, ValueRef<'a>)];
 
 /// Where a value in the text comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Src {
     /// The `i`-th entry of the event's field list.
     Field(usize),
+    /// The `i`-th extra field.
+    Extra(usize),
     Timestamp,
     Ingested,
     Original,
@@ -58,6 +67,8 @@ impl<'a> Entry<'a> {
 struct Plan {
     /// The field names it was made for, in field-list order.
     names: Vec<std::borrow::Cow<'static, str>>,
+    /// The extra fields' names, in order.
+    extra: Vec<&'static str>,
     /// Which logsource members are present (bit 0 product, 1 service, 2
     /// category): they are part of the text's shape.
     logsource: u8,
@@ -92,21 +103,32 @@ fn same_name(a: &str, b: &str) -> bool {
 }
 
 impl Plan {
-    fn fits(&self, ev: &Event) -> bool {
+    fn fits(&self, ev: &Event, extra: &Extra<'_>) -> bool {
         self.logsource == logsource_bits(ev)
             && self.names.len() == ev.fields.0.len()
+            && self.extra.len() == extra.len()
             && self
                 .names
                 .iter()
                 .zip(&ev.fields.0)
                 .all(|(a, (b, _))| same_name(a, b))
+            && self
+                .extra
+                .iter()
+                .zip(extra)
+                .all(|(a, (b, _))| same_name(a, b))
     }
 
-    fn make(ev: &Event) -> Plan {
-        let mut entries: Vec<Entry<'_>> = Vec::with_capacity(ev.fields.len() + 2);
+    fn make(ev: &Event, extra: &Extra<'_>) -> Plan {
+        let mut entries: Vec<Entry<'_>> = Vec::with_capacity(ev.fields.len() + extra.len() + 2);
         for (i, (name, _)) in ev.fields.0.iter().enumerate() {
             if !is_reserved(name) {
                 entries.push(Entry::new(name, Src::Field(i)));
+            }
+        }
+        for (i, (name, _)) in extra.iter().enumerate() {
+            if !is_reserved(name) {
+                entries.push(Entry::new(name, Src::Extra(i)));
             }
         }
         entries.push(Entry::new("event.ingested", Src::Ingested));
@@ -144,19 +166,25 @@ impl Plan {
         rec.text.push_str("}}");
         Plan {
             names: ev.fields.0.iter().map(|(k, _)| k.clone()).collect(),
+            extra: extra.iter().map(|(k, _)| *k).collect(),
             logsource: logsource_bits(ev),
             parts: rec.parts,
             tail: rec.text,
         }
     }
 
-    fn render(&self, ev: &Event, buf: &mut String) {
+    fn render(&self, ev: &Event, extra: &Extra<'_>, buf: &mut String) {
         for (text, src) in &self.parts {
             buf.push_str(text);
             match *src {
                 Src::Field(i) => {
                     if let Some((_, v)) = ev.fields.0.get(i) {
                         write_value(buf, v);
+                    }
+                }
+                Src::Extra(i) => {
+                    if let Some((_, v)) = extra.get(i) {
+                        write_value_ref(buf, *v);
                     }
                 }
                 Src::Timestamp | Src::Ingested => {
@@ -199,16 +227,16 @@ impl Recorder {
     }
 }
 
-/// Appends the wire form of `ev` to `buf`.
-pub(super) fn encode(ev: &Event, buf: &mut String) {
+/// Appends the wire form of `ev`, with `extra` fields, to `buf`.
+pub(super) fn encode(ev: &Event, extra: &Extra<'_>, buf: &mut String) {
     PLANS.with(|cache| {
         let Ok(mut cache) = cache.try_borrow_mut() else {
             // Only reachable re-entrantly; no cache then.
-            Plan::make(ev).render(ev, buf);
+            Plan::make(ev, extra).render(ev, extra, buf);
             return;
         };
         let plans = &mut cache.plans;
-        match plans.iter().position(|p| p.fits(ev)) {
+        match plans.iter().position(|p| p.fits(ev, extra)) {
             Some(0) => {}
             Some(i) => {
                 let plan = plans.remove(i);
@@ -218,11 +246,11 @@ pub(super) fn encode(ev: &Event, buf: &mut String) {
                 if plans.len() >= PLANS_KEPT {
                     plans.pop();
                 }
-                plans.insert(0, Plan::make(ev));
+                plans.insert(0, Plan::make(ev, extra));
             }
         }
         if let Some(plan) = plans.first() {
-            plan.render(ev, buf);
+            plan.render(ev, extra, buf);
         }
     });
 }
@@ -341,29 +369,55 @@ fn same_segment(rest: &str, segment: &str) -> bool {
 
 fn write_value(buf: &mut String, v: &Value) {
     match v {
-        Value::Null => buf.push_str("null"),
-        Value::Bool(b) => buf.push_str(if *b { "true" } else { "false" }),
-        // `fmt` took a tenth of the encoding for the handful of numbers an
-        // event has.
-        Value::Int(i) => buf.push_str(itoa::Buffer::new().format(*i)),
-        Value::Float(f) => match serde_json::Number::from_f64(*f) {
-            Some(n) => {
-                let _ = write!(buf, "{n}");
-            }
-            None => buf.push_str("null"),
-        },
         Value::Str(s) => write_str(buf, s),
-        Value::List(items) => {
-            buf.push('[');
-            for (k, item) in items.iter().enumerate() {
-                if k > 0 {
-                    buf.push(',');
-                }
-                write_value(buf, item);
-            }
-            buf.push(']');
-        }
+        Value::Int(i) => write_int(buf, *i),
+        Value::Float(f) => write_float(buf, *f),
+        Value::Bool(b) => write_bool(buf, *b),
+        Value::Null => buf.push_str("null"),
+        Value::List(items) => write_list(buf, items),
     }
+}
+
+/// [`write_value`] for a borrowed value (the extra fields).
+fn write_value_ref(buf: &mut String, v: ValueRef<'_>) {
+    match v {
+        ValueRef::Str(s) => write_str(buf, s),
+        ValueRef::Int(i) => write_int(buf, i),
+        ValueRef::Float(f) => write_float(buf, f),
+        ValueRef::Bool(b) => write_bool(buf, b),
+        ValueRef::Null => buf.push_str("null"),
+        ValueRef::List(items) => write_list(buf, items),
+    }
+}
+
+fn write_bool(buf: &mut String, b: bool) {
+    buf.push_str(if b { "true" } else { "false" });
+}
+
+/// `fmt` took a tenth of the encoding for the handful of numbers an event
+/// has.
+fn write_int(buf: &mut String, i: i64) {
+    buf.push_str(itoa::Buffer::new().format(i));
+}
+
+fn write_float(buf: &mut String, f: f64) {
+    match serde_json::Number::from_f64(f) {
+        Some(n) => {
+            let _ = write!(buf, "{n}");
+        }
+        None => buf.push_str("null"),
+    }
+}
+
+fn write_list(buf: &mut String, items: &[Value]) {
+    buf.push('[');
+    for (k, item) in items.iter().enumerate() {
+        if k > 0 {
+            buf.push(',');
+        }
+        write_value(buf, item);
+    }
+    buf.push(']');
 }
 
 /// A JSON string literal, escaped as RFC 8259 requires.
@@ -482,7 +536,7 @@ mod tests {
             ("a.b.d", Value::from("deep2")),
         ]);
         let mut text = String::new();
-        encode(&ev, &mut text);
+        encode(&ev, &[], &mut text);
         let streamed: Json = serde_json::from_str(&text).expect("valid JSON");
         assert_eq!(streamed, ev.to_json(), "{text}");
     }
@@ -498,7 +552,7 @@ mod tests {
             ("@timestamp", Value::from("dropped")),
         ]);
         let mut text = String::new();
-        encode(&ev, &mut text);
+        encode(&ev, &[], &mut text);
         let back = Event::from_json_bytes(text.as_bytes(), Utc::now()).expect("reads back");
         assert_eq!(back.get_str("a"), Some("top"));
         assert_eq!(back.get_str("a.b"), Some("child"));
@@ -542,7 +596,7 @@ mod tests {
                 .collect();
             let ev = event(&leaves);
             let mut text = String::new();
-            encode(&ev, &mut text);
+            encode(&ev, &[], &mut text);
             let streamed: Json = serde_json::from_str(&text).expect("valid JSON");
             assert_eq!(streamed, ev.to_json(), "{text}");
             assert_eq!(
@@ -578,9 +632,63 @@ mod tests {
             for k in 0..(PLANS_KEPT + 8) {
                 let ev = shape(k, (round * 1000 + k) as i64);
                 let mut text = String::new();
-                encode(&ev, &mut text);
+                encode(&ev, &[], &mut text);
                 let streamed: Json = serde_json::from_str(&text).expect("valid JSON");
                 assert_eq!(streamed, ev.to_json(), "{text}");
+            }
+        }
+    }
+
+    #[test]
+    fn extra_fields_write_as_if_they_were_the_events_own() {
+        let base = [
+            ("source.ip", Value::from("203.0.113.9")),
+            ("log.level", Value::from("info")),
+            ("message", Value::from("m")),
+            ("tags", Value::List(vec![Value::from("t")])),
+        ];
+        let extra: [(&'static str, ValueRef<'_>); 6] = [
+            ("observer.name", ValueRef::Str("col \"1\"")),
+            ("log.source.address", ValueRef::Str("192.0.2.7:514")),
+            ("observer.sequence", ValueRef::Int(42)),
+            ("input.type", ValueRef::Str("tcp")),
+            ("log", ValueRef::Bool(true)),
+            ("event.original", ValueRef::Str("left out: a typed member")),
+        ];
+        let mut all: Vec<(&str, Value)> = base.to_vec();
+        for (k, v) in &extra[..5] {
+            all.push((
+                k,
+                match v {
+                    ValueRef::Str(s) => Value::from(*s),
+                    ValueRef::Int(i) => Value::Int(*i),
+                    ValueRef::Bool(b) => Value::Bool(*b),
+                    _ => Value::Null,
+                },
+            ));
+        }
+        let reference = event(&all);
+        let ev = event(&base);
+        // Twice each: the first makes the layout, the second reuses it; a
+        // different set of extra names must not reuse the first layout.
+        for _ in 0..2 {
+            for n in [extra.len(), 3, 0] {
+                let mut text = String::new();
+                encode(&ev, &extra[..n], &mut text);
+                let mut want = String::new();
+                let mut r = ev.clone();
+                r.fields = Fields::new();
+                for (k, v) in reference.fields.iter() {
+                    let own = base.iter().any(|(b, _)| *b == k);
+                    let shown = extra[..n.min(5)].iter().any(|(e, _)| *e == k);
+                    if own || shown {
+                        r.fields.insert(k.to_string(), v.clone());
+                    }
+                }
+                encode(&r, &[], &mut want);
+                let got: Json = serde_json::from_str(&text).expect("valid JSON");
+                let want: Json = serde_json::from_str(&want).expect("valid JSON");
+                assert_eq!(got, want, "{text}");
             }
         }
     }
