@@ -80,6 +80,40 @@ struct Plan {
 #[derive(Default)]
 struct PlanCache {
     plans: Vec<Plan>,
+    times: TimeTexts,
+}
+
+/// The last `@timestamp` and `event.ingested` written, with their text:
+/// every event of a collector batch has the same `event.ingested`, and
+/// log lines of the same second often share `@timestamp`.
+#[derive(Default)]
+struct TimeTexts {
+    last: [Option<(DateTime<Utc>, String)>; 2],
+}
+
+impl TimeTexts {
+    /// Appends the text of `ts` (slot 0: `@timestamp`, 1: `event.ingested`).
+    fn push(&mut self, buf: &mut String, slot: usize, ts: &DateTime<Utc>) {
+        let Some(last) = self.last.get_mut(slot) else {
+            push_ts(buf, ts);
+            return;
+        };
+        match last {
+            Some((at, text)) if at == ts => buf.push_str(text),
+            Some((at, text)) => {
+                let start = buf.len();
+                push_ts(buf, ts);
+                *at = *ts;
+                text.clear();
+                text.push_str(&buf[start..]);
+            }
+            None => {
+                let start = buf.len();
+                push_ts(buf, ts);
+                *last = Some((*ts, buf[start..].to_owned()));
+            }
+        }
+    }
 }
 
 /// Shapes kept per thread: a collector sees a handful of line shapes per
@@ -173,7 +207,7 @@ impl Plan {
         }
     }
 
-    fn render(&self, ev: &Event, extra: &Extra<'_>, buf: &mut String) {
+    fn render(&self, ev: &Event, extra: &Extra<'_>, times: &mut TimeTexts, buf: &mut String) {
         for (text, src) in &self.parts {
             buf.push_str(text);
             match *src {
@@ -187,16 +221,14 @@ impl Plan {
                         write_value_ref(buf, *v);
                     }
                 }
-                Src::Timestamp | Src::Ingested => {
+                Src::Timestamp => {
                     buf.push('"');
-                    push_ts(
-                        buf,
-                        if *src == Src::Timestamp {
-                            &ev.timestamp
-                        } else {
-                            &ev.ingested
-                        },
-                    );
+                    times.push(buf, 0, &ev.timestamp);
+                    buf.push('"');
+                }
+                Src::Ingested => {
+                    buf.push('"');
+                    times.push(buf, 1, &ev.ingested);
                     buf.push('"');
                 }
                 Src::Original => write_str(buf, &ev.original),
@@ -232,10 +264,10 @@ pub(super) fn encode(ev: &Event, extra: &Extra<'_>, buf: &mut String) {
     PLANS.with(|cache| {
         let Ok(mut cache) = cache.try_borrow_mut() else {
             // Only reachable re-entrantly; no cache then.
-            Plan::make(ev, extra).render(ev, extra, buf);
+            Plan::make(ev, extra).render(ev, extra, &mut TimeTexts::default(), buf);
             return;
         };
-        let plans = &mut cache.plans;
+        let PlanCache { plans, times } = &mut *cache;
         match plans.iter().position(|p| p.fits(ev, extra)) {
             Some(0) => {}
             Some(i) => {
@@ -250,7 +282,7 @@ pub(super) fn encode(ev: &Event, extra: &Extra<'_>, buf: &mut String) {
             }
         }
         if let Some(plan) = plans.first() {
-            plan.render(ev, extra, buf);
+            plan.render(ev, extra, times, buf);
         }
     });
 }
@@ -690,6 +722,31 @@ mod tests {
                 let want: Json = serde_json::from_str(&want).expect("valid JSON");
                 assert_eq!(got, want, "{text}");
             }
+        }
+    }
+
+    #[test]
+    fn remembered_time_texts_follow_each_events_times() {
+        let at = |s: i64, us: u32| DateTime::from_timestamp(s, us * 1000).unwrap_or_default();
+        let times = [
+            (at(1_764_219_601, 1), at(1_764_219_700, 5)),
+            (at(1_764_219_601, 1), at(1_764_219_700, 5)),
+            (at(1_764_219_601, 2), at(1_764_219_700, 5)),
+            (at(1_764_219_602, 2), at(1_764_219_701, 5)),
+            (at(1_764_219_601, 1), at(1_764_219_701, 5)),
+        ];
+        for (timestamp, ingested) in times {
+            let mut ev = event(&[("a", Value::Int(1))]);
+            ev.timestamp = timestamp;
+            ev.ingested = ingested;
+            let mut text = String::new();
+            encode(&ev, &[], &mut text);
+            let back = Event::from_json_bytes(text.as_bytes(), Utc::now()).expect("reads back");
+            assert_eq!(
+                (back.timestamp, back.ingested),
+                (timestamp, ingested),
+                "{text}"
+            );
         }
     }
 
