@@ -379,13 +379,19 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
     while !shared.stop.load(Ordering::Acquire) {
         let seen = consumer.context().rebalances.load(Ordering::Acquire);
         if seen != rebalances {
-            // Every partition restarts from its committed offset, which is
-            // that of its first held event: drop them, they come again.
+            // Every partition goes back to its committed offset (that of
+            // its first held event, if any): held events are dropped, they
+            // come again, and nothing polled since the assignment (in a
+            // batch the rebalance aborted) is skipped.
             rebalances = seen;
             forget_held(&consumer, &mut aligner, false);
-            if aligner.enabled() {
-                let now = Instant::now();
-                for (topic, partition, from) in assigned_from(&consumer) {
+            let now = Instant::now();
+            for (topic, partition, from) in assigned_from(&consumer) {
+                let offset = from.map_or(Offset::Beginning, Offset::Offset);
+                if let Err(e) = consumer.seek(&topic, partition, offset, Duration::from_secs(10)) {
+                    tracing::warn!(%topic, partition, "seek to the committed offset failed: {e}");
+                }
+                if aligner.enabled() {
                     aligner.expect(&topic, partition, from.unwrap_or(0), now);
                 }
             }
@@ -527,14 +533,8 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
             if !outputs.abort_transaction() {
                 outputs = new_outputs()?;
             }
-            // Messages polled after the assignment moved the positions on:
-            // back to the committed offsets, or they would be skipped.
-            for (topic, partition, from) in assigned_from(&consumer) {
-                let offset = from.map_or(Offset::Beginning, Offset::Offset);
-                if let Err(e) = consumer.seek(&topic, partition, offset, Duration::from_secs(10)) {
-                    tracing::warn!(%topic, partition, "seek to the committed offset failed: {e}");
-                }
-            }
+            // The next round sees the rebalance and seeks every partition
+            // back to its committed offset.
             polled.clear();
             released.clear();
             continue;
