@@ -169,11 +169,10 @@ impl LagReporter {
     }
 }
 
-/// Consumer context of the roles without custom rebalancing; notes that a
-/// rebalance happened, so a transactional batch spanning it is aborted.
+/// Consumer context of the roles without custom rebalancing; counts
+/// rebalances, so a transactional batch spanning one is aborted.
 pub struct PlainContext {
     pub lag: LagReporter,
-    pub rebalanced: AtomicBool,
     /// Rebalances so far: a role that keeps polled messages across
     /// batches drops them when this moves (eager rebalancing restarts
     /// every partition from its committed offset).
@@ -184,7 +183,6 @@ impl PlainContext {
     pub fn new(lag: LagReporter) -> PlainContext {
         PlainContext {
             lag,
-            rebalanced: AtomicBool::new(false),
             rebalances: AtomicU64::new(0),
         }
     }
@@ -199,7 +197,6 @@ impl ClientContext for PlainContext {
 impl ConsumerContext for PlainContext {
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &rdkafka::consumer::Rebalance<'_>) {
         tracing::info!("rebalance: {rebalance:?}");
-        self.rebalanced.store(true, Ordering::Release);
         self.rebalances.fetch_add(1, Ordering::AcqRel);
     }
 }

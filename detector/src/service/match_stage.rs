@@ -60,11 +60,12 @@ pub fn send_alert(outputs: &Outputs, topic: &str, alert: &Alert) {
 
 /// Seeks every partition of an aborted batch back to its first message
 /// not committed: the first polled or released in the batch, or the first
-/// still held. Held events are dropped; they come again.
+/// still held. Held events and the batch's noted offsets are dropped; they
+/// come again.
 fn rewind(
     consumer: &BaseConsumer<PlainContext>,
-    polled: &Progress,
-    released: &Progress,
+    polled: &mut Progress,
+    released: &mut Progress,
     aligner: &mut Aligner<Held>,
 ) {
     let (held, paused) = aligner.clear();
@@ -77,21 +78,18 @@ fn rewind(
         *at = (*at).min(offset);
     }
     for ((topic, partition), offset) in to {
-        seek(consumer, topic, partition, offset);
+        seek(consumer, topic, partition, Offset::Offset(offset));
     }
     for (topic, partition) in &paused {
         set_paused(consumer, topic, *partition, false);
     }
+    polled.clear();
+    released.clear();
 }
 
-fn seek(consumer: &BaseConsumer<PlainContext>, topic: &str, partition: i32, offset: i64) {
-    if let Err(e) = consumer.seek(
-        topic,
-        partition,
-        Offset::Offset(offset),
-        Duration::from_secs(10),
-    ) {
-        tracing::warn!(%topic, partition, "rewind failed: {e}");
+fn seek(consumer: &BaseConsumer<PlainContext>, topic: &str, partition: i32, offset: Offset) {
+    if let Err(e) = consumer.seek(topic, partition, offset, Duration::from_secs(10)) {
+        tracing::warn!(%topic, partition, "seek to {offset:?} failed: {e}");
     }
 }
 
@@ -136,7 +134,7 @@ fn forget_held(
     let (held, paused) = aligner.clear();
     if read_again {
         for (topic, partition, offset) in &held {
-            seek(consumer, topic, *partition, *offset);
+            seek(consumer, topic, *partition, Offset::Offset(*offset));
         }
     }
     for (topic, partition) in &paused {
@@ -388,9 +386,7 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
             let now = Instant::now();
             for (topic, partition, from) in assigned_from(&consumer) {
                 let offset = from.map_or(Offset::Beginning, Offset::Offset);
-                if let Err(e) = consumer.seek(&topic, partition, offset, Duration::from_secs(10)) {
-                    tracing::warn!(%topic, partition, "seek to the committed offset failed: {e}");
-                }
+                seek(&consumer, &topic, partition, offset);
                 if aligner.enabled() {
                     aligner.expect(&topic, partition, from.unwrap_or(0), now);
                 }
@@ -410,10 +406,6 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
         let mut deadline: Option<Instant> = None;
         let mut lost: Option<anyhow::Error> = None;
         let mut chunk: Vec<OwnedMessage> = Vec::with_capacity(CHUNK);
-        consumer
-            .context()
-            .rebalanced
-            .store(false, Ordering::Release);
         let mut fin = Finish {
             sinks: Sinks {
                 cfg,
@@ -487,7 +479,10 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
             if in_txn && !outputs.abort_transaction() {
                 outputs = new_outputs()?;
             }
-            rewind(&consumer, &polled, &released, &mut aligner);
+            rewind(&consumer, &mut polled, &mut released, &mut aligner);
+            // Signals bundled in the aborted batch would otherwise go out
+            // with the next one, counted twice once it is read again.
+            bundler.clear();
             workers = MatchWorkers::new(cfg.detector.match_workers(), Arc::clone(&decoder))?;
             continue;
         }
@@ -526,7 +521,7 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
             }
             continue;
         }
-        if consumer.context().rebalanced.swap(false, Ordering::AcqRel) {
+        if consumer.context().rebalances.load(Ordering::Acquire) != rebalances {
             // The partitions were handed out again and restart from their
             // committed offsets; this batch's outputs must not appear.
             tracing::info!("rebalance during a batch: aborting it, its events are read again");
@@ -556,7 +551,7 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
                 // same transactional id fences the old one off.
                 outputs = new_outputs()?;
             }
-            rewind(&consumer, &polled, &released, &mut aligner);
+            rewind(&consumer, &mut polled, &mut released, &mut aligner);
             continue;
         }
         polled.clear();
