@@ -17,8 +17,10 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, TimeZone, Utc};
 use qalqan_core::event::Value;
 use qalqan_core::Event;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use service_support::{ids, reference_alert_ids, sample, scrape, Detector, World};
+use rdkafka::producer::{BaseRecord, Producer};
+use service_support::{
+    event_producer, ids, reference_alert_ids, sample, scrape, send_waiting, Detector, World,
+};
 
 /// (partition, event) of the backlog, in production order per partition.
 fn backlog() -> Vec<(i32, Event)> {
@@ -62,33 +64,15 @@ fn backlog() -> Vec<(i32, Event)> {
 }
 
 fn produce(world: &World, events: &[(i32, Event)]) {
-    let producer: ThreadedProducer<DefaultProducerContext> = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &world.brokers)
-        .set("acks", "all")
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "5")
-        .create()
-        .expect("producer");
+    let producer = event_producer(world);
     for (partition, ev) in events {
         let json = ev.to_json_string();
         let host = ev.get_str("host.name").unwrap_or_default().to_owned();
-        let mut record = BaseRecord::to(&world.events_topic)
+        let record = BaseRecord::to(&world.events_topic)
             .partition(*partition)
-            .key(&host)
-            .payload(&json);
-        while let Err((e, back)) = producer.send(record) {
-            assert!(
-                matches!(
-                    e,
-                    rdkafka::error::KafkaError::MessageProduction(
-                        rdkafka::types::RDKafkaErrorCode::QueueFull
-                    )
-                ),
-                "{e}"
-            );
-            record = back;
-            std::thread::sleep(Duration::from_millis(10));
-        }
+            .key(host.as_str())
+            .payload(json.as_str());
+        send_waiting(&producer, record);
     }
     producer
         .flush(Duration::from_secs(60))

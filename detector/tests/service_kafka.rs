@@ -326,15 +326,8 @@ fn live_workload(
     seconds: u64,
     mut at_half: impl FnMut(),
 ) -> Vec<qalqan_core::Event> {
-    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-    let producer: ThreadedProducer<DefaultProducerContext> = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &world.brokers)
-        .set("acks", "all")
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "5")
-        .set("message.timeout.ms", "300000")
-        .create()
-        .expect("producer");
+    use rdkafka::producer::{BaseRecord, Producer};
+    let producer = service_support::event_producer(world);
     let mut all = Vec::new();
     let mut seq = 0usize;
     let started = Instant::now();
@@ -382,22 +375,10 @@ fn live_workload(
             all.push(ev);
         }
         for (key, value) in &records {
-            let mut record = BaseRecord::to(&world.events_topic)
+            let record = BaseRecord::to(&world.events_topic)
                 .key(key.as_deref().unwrap_or_default())
-                .payload(value);
-            while let Err((e, back)) = producer.send(record) {
-                assert!(
-                    matches!(
-                        e,
-                        rdkafka::error::KafkaError::MessageProduction(
-                            rdkafka::types::RDKafkaErrorCode::QueueFull
-                        )
-                    ),
-                    "{e}"
-                );
-                record = back;
-                std::thread::sleep(Duration::from_millis(10));
-            }
+                .payload(value.as_str());
+            service_support::send_waiting(&producer, record);
         }
         tick += 1;
         if !halfway_done && started.elapsed() >= Duration::from_secs(seconds / 2) {

@@ -403,10 +403,14 @@ mod tests {
     const S: i64 = 1_000_000;
 
     fn aligner(skew_secs: u64) -> Aligner<&'static str> {
+        with_budget(skew_secs, 100_000)
+    }
+
+    fn with_budget(skew_secs: u64, budget: usize) -> Aligner<&'static str> {
         Aligner::new(AlignSettings {
             max_skew: Duration::from_secs(skew_secs),
             idle_after: Duration::from_secs(5),
-            budget: 100_000,
+            budget,
         })
     }
 
@@ -529,11 +533,7 @@ mod tests {
 
     #[test]
     fn over_budget_the_longest_queue_is_paused_and_resumed_once_drained() {
-        let mut a: Aligner<&'static str> = Aligner::new(AlignSettings {
-            max_skew: Duration::from_secs(1),
-            idle_after: Duration::from_secs(5),
-            budget: 3000,
-        });
+        let mut a = with_budget(1, 3000);
         let now = Instant::now();
         a.push("qalqan.events.mof", 1, 0, Some(0), "slow", now);
         drain(&mut a, now);
@@ -559,11 +559,7 @@ mod tests {
 
     #[test]
     fn clear_tells_where_to_read_again_and_what_to_resume() {
-        let mut a: Aligner<&'static str> = Aligner::new(AlignSettings {
-            max_skew: Duration::from_secs(1),
-            idle_after: Duration::from_secs(5),
-            budget: 1500,
-        });
+        let mut a = with_budget(1, 1500);
         let now = Instant::now();
         a.push("qalqan.events.mof", 1, 7, Some(0), "slow", now);
         drain(&mut a, now);

@@ -357,6 +357,42 @@ pub fn reference_alert_ids(agency: &str, events: &[Event]) -> BTreeSet<String> {
     alerts.into_iter().map(|a| a.id).collect()
 }
 
+/// A producer to the world's Kafka as a collector configures one
+/// (acks=all, idempotence), for tests that put events on the topics.
+pub fn event_producer(
+    world: &World,
+) -> rdkafka::producer::ThreadedProducer<rdkafka::producer::DefaultProducerContext> {
+    rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &world.brokers)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "300000")
+        .create()
+        .expect("producer")
+}
+
+/// Queues one record, waiting while the producer's queue is full; any
+/// other error fails the test.
+pub fn send_waiting(
+    producer: &rdkafka::producer::ThreadedProducer<rdkafka::producer::DefaultProducerContext>,
+    mut record: rdkafka::producer::BaseRecord<'_, str, str>,
+) {
+    while let Err((e, back)) = producer.send(record) {
+        assert!(
+            matches!(
+                e,
+                rdkafka::error::KafkaError::MessageProduction(
+                    rdkafka::types::RDKafkaErrorCode::QueueFull
+                )
+            ),
+            "{e}"
+        );
+        record = back;
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Distinct ids of alert JSON values.
 pub fn ids(alerts: &[serde_json::Value]) -> BTreeSet<String> {
     alerts
