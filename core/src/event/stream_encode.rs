@@ -400,17 +400,11 @@ fn same_segment(rest: &str, segment: &str) -> bool {
 }
 
 fn write_value(buf: &mut String, v: &Value) {
-    match v {
-        Value::Str(s) => write_str(buf, s),
-        Value::Int(i) => write_int(buf, *i),
-        Value::Float(f) => write_float(buf, *f),
-        Value::Bool(b) => write_bool(buf, *b),
-        Value::Null => buf.push_str("null"),
-        Value::List(items) => write_list(buf, items),
-    }
+    write_value_ref(buf, v.as_ref())
 }
 
-/// [`write_value`] for a borrowed value (the extra fields).
+/// [`write_value`] for a borrowed value (the extra fields, and every
+/// owned value through [`Value::as_ref`]).
 fn write_value_ref(buf: &mut String, v: ValueRef<'_>) {
     match v {
         ValueRef::Str(s) => write_str(buf, s),
