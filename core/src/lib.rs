@@ -15,6 +15,7 @@ pub mod alert;
 pub mod config;
 pub mod event;
 pub mod kafka;
+pub mod memory;
 pub mod parse;
 pub mod telemetry;
 pub mod topics;
