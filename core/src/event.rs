@@ -18,6 +18,7 @@ use std::fmt;
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use serde_json::{Map, Value as Json};
 
+mod fast_decode;
 mod stream_decode;
 mod stream_encode;
 

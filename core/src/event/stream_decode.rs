@@ -22,35 +22,40 @@ use serde::de::{
 };
 use serde::Deserialize as _;
 
-use super::{parse_ts_str, DecodeError, Event, LogSource, Value, SCHEMA_VERSION};
+use super::{fast_decode, parse_ts_str, DecodeError, Event, LogSource, Value, SCHEMA_VERSION};
 
 /// Decodes one JSON object into an event; see [`Event::from_json_bytes`].
 pub(super) fn decode(bytes: &[u8], ingested: DateTime<Utc>) -> Result<Event, DecodeError> {
-    let mut state = State {
-        ev: Event::new(String::new(), ingested),
-        name: String::with_capacity(64),
-        problem: None,
-    };
     // Valid UTF-8 (every message a collector writes) is checked once here,
-    // in one fast pass, so the reader can skip checking each string on its
+    // in one fast pass, so the readers can skip checking each string on its
     // own; that per-string check cost as much as finding the strings' ends.
-    // Invalid input goes through the checking reader, which names the spot.
-    // simdutf8 checks 2-3 times faster than the standard library here
+    // Invalid input goes through serde's checking reader, which names the
+    // spot. simdutf8 checks 2-3 times faster than the standard library here
     // (from_utf8 was ~5% of stage 1's thread in a profile).
-    let outcome = match simdutf8::basic::from_utf8(bytes) {
-        Ok(text) => walk(serde_json::Deserializer::from_str(text), &mut state),
-        Err(_) => walk(serde_json::Deserializer::from_slice(bytes), &mut state),
+    let text = simdutf8::basic::from_utf8(bytes).ok();
+    if let Some(ev) = text.and_then(|text| fast_decode::decode(text, ingested)) {
+        return Ok(ev);
+    }
+    serde_decode(bytes, text, ingested)
+}
+
+/// The serde reader: any JSON, and the error messages that name the spot.
+/// `text` is `bytes` when they are valid UTF-8.
+pub(super) fn serde_decode(
+    bytes: &[u8],
+    text: Option<&str>,
+    ingested: DateTime<Utc>,
+) -> Result<Event, DecodeError> {
+    let mut state = State::new(ingested);
+    let outcome = match text {
+        Some(text) => walk(serde_json::Deserializer::from_str(text), &mut state),
+        None => walk(serde_json::Deserializer::from_slice(bytes), &mut state),
     };
     if let Some(problem) = state.problem.take() {
         return Err(problem);
     }
     outcome?;
-    let mut ev = state.ev;
-    ev.fields.sort_dedup_keep_last();
-    if ev.original.is_empty() {
-        ev.original = String::from_utf8_lossy(bytes).into_owned();
-    }
-    Ok(ev)
+    Ok(state.finish(bytes))
 }
 
 /// Reads the whole input as one event object and nothing after it.
@@ -62,22 +67,39 @@ fn walk<'de, R: serde_json::de::Read<'de>>(
     de.end()
 }
 
-struct State {
-    ev: Event,
+/// The event being read, shared by both readers.
+pub(super) struct State {
+    pub(super) ev: Event,
     /// Dotted name of the member being read.
-    name: String,
+    pub(super) name: String,
     /// A typed member that is present but wrong; reported after the walk
     /// so the JSON error (if any) does not hide it.
-    problem: Option<DecodeError>,
+    pub(super) problem: Option<DecodeError>,
 }
 
 impl State {
+    pub(super) fn new(ingested: DateTime<Utc>) -> State {
+        State {
+            ev: Event {
+                timestamp: ingested,
+                ingested,
+                original: String::new(),
+                logsource: LogSource::default(),
+                // Room for a collector event's fields: growing the list
+                // from 16 cost a reallocation and a copy per event.
+                fields: super::Fields::with_capacity(32),
+            },
+            name: String::with_capacity(64),
+            problem: None,
+        }
+    }
+
     fn fail(&mut self, problem: DecodeError) {
         self.problem.get_or_insert(problem);
     }
 
     /// Stores a scalar or list read under the current name.
-    fn put(&mut self, value: Value) {
+    pub(super) fn put(&mut self, value: Value) {
         match self.name.as_str() {
             "event.original" => {
                 self.ev.original = match value {
@@ -92,6 +114,43 @@ impl State {
             }
             _ => self.ev.fields.0.push((field_name(&self.name), value)),
         }
+    }
+
+    /// The top-level `schema_version`.
+    pub(super) fn schema_version(&mut self, v: Value) {
+        match v {
+            Value::Int(n) if n == i64::from(SCHEMA_VERSION) => {}
+            Value::Int(n) if n >= 0 => self.fail(DecodeError::SchemaVersion(n as u64)),
+            _ => self.fail(DecodeError::Field {
+                field: "schema_version",
+                reason: "not a non-negative integer".into(),
+            }),
+        }
+    }
+
+    /// The top-level `@timestamp`.
+    pub(super) fn timestamp(&mut self, v: Value) {
+        match ts_of(&v) {
+            Some(ts) => self.ev.timestamp = ts,
+            None => self.fail(DecodeError::Field {
+                field: "@timestamp",
+                reason: format!(
+                    "not an RFC 3339 time or epoch milliseconds: {}",
+                    v.to_json()
+                ),
+            }),
+        }
+    }
+
+    /// The event read: fields in name order, and the input as
+    /// `event.original` when it had none.
+    pub(super) fn finish(self, bytes: &[u8]) -> Event {
+        let mut ev = self.ev;
+        ev.fields.sort_dedup_keep_last();
+        if ev.original.is_empty() {
+            ev.original = String::from_utf8_lossy(bytes).into_owned();
+        }
+        ev
     }
 }
 
@@ -165,7 +224,7 @@ impl NameTable {
 }
 
 /// `@timestamp` and `event.ingested`: RFC 3339 text or epoch milliseconds.
-fn ts_of(v: &Value) -> Option<DateTime<Utc>> {
+pub(super) fn ts_of(v: &Value) -> Option<DateTime<Utc>> {
     match v {
         Value::Str(s) => parse_ts_str(s),
         Value::Int(ms) => DateTime::from_timestamp_millis(*ms),
@@ -195,30 +254,8 @@ impl<'de> Visitor<'de> for Root<'_> {
         let state = self.state;
         while let Some(key) = map.next_key::<Key<'de>>()? {
             match key.0.as_ref() {
-                "schema_version" => {
-                    let v = map.next_value_seed(Scalar)?;
-                    match v {
-                        Value::Int(n) if n == i64::from(SCHEMA_VERSION) => {}
-                        Value::Int(n) if n >= 0 => state.fail(DecodeError::SchemaVersion(n as u64)),
-                        _ => state.fail(DecodeError::Field {
-                            field: "schema_version",
-                            reason: "not a non-negative integer".into(),
-                        }),
-                    }
-                }
-                "@timestamp" => {
-                    let v = map.next_value_seed(Scalar)?;
-                    match ts_of(&v) {
-                        Some(ts) => state.ev.timestamp = ts,
-                        None => state.fail(DecodeError::Field {
-                            field: "@timestamp",
-                            reason: format!(
-                                "not an RFC 3339 time or epoch milliseconds: {}",
-                                v.to_json()
-                            ),
-                        }),
-                    }
-                }
+                "schema_version" => state.schema_version(map.next_value_seed(Scalar)?),
+                "@timestamp" => state.timestamp(map.next_value_seed(Scalar)?),
                 "logsource" => {
                     state.ev.logsource = map.next_value_seed(LogSourceSeed)?;
                 }
@@ -371,7 +408,7 @@ impl<'de> serde::Deserialize<'de> for Key<'de> {
 }
 
 /// A value read whole (typed members; list elements).
-struct Scalar;
+pub(super) struct Scalar;
 
 impl<'de> DeserializeSeed<'de> for Scalar {
     type Value = Value;
