@@ -18,8 +18,10 @@
 //! friends change length or become ASCII); on lower-cased text, which has
 //! no ASCII capitals, folding changes nothing.
 
-/// Largest table built, in bytes: beyond it the field keeps the compact
-/// automaton of the `aho-corasick` crate.
+/// Largest table built, in bytes, before the rows that align the match
+/// states to a power of two (at most as many again, never entered and
+/// left untouched): beyond it the field keeps the compact automaton of the
+/// `aho-corasick` crate.
 pub const MAX_TABLE_BYTES: usize = 8 << 20;
 
 /// The automaton (see the module documentation).
@@ -34,6 +36,13 @@ pub struct DenseScan {
     /// Smallest (premultiplied) state that reports patterns: every state
     /// from here on does, none before.
     first_match: u32,
+    /// A power of two with every state that reports nothing below it and
+    /// every state that reports something at or above it (the match
+    /// states start at a row past it, see [`DenseScan::new`]): the states
+    /// of a round of the walk, OR-ed, reach it exactly when one of them
+    /// reports, which is one compare for the round instead of a maximum
+    /// of all its states.
+    match_bit: u32,
     /// Number of classes (the table's row length).
     stride: u32,
     /// Per match state (in order from `first_match`): range into `pats`.
@@ -169,17 +178,34 @@ impl DenseScan {
         if !complete {
             return None;
         }
-        let mut table = vec![0u32; n * stride];
+        // The match states start at the first row at or past a power of
+        // two (`match_bit`); the rows in between are never entered (no
+        // transition leads there) and stay zero, a valid row start.
+        let match_bit = (first as usize * stride).next_power_of_two();
+        let match_row = match_bit.div_ceil(stride);
+        let rows = match_row + (n - first as usize);
+        if rows * stride * 4 > 2 * MAX_TABLE_BYTES || rows * stride > u32::MAX as usize / 2 {
+            return None;
+        }
+        let row_of = |k: u32| -> usize {
+            if k < first {
+                k as usize
+            } else {
+                match_row + (k - first) as usize
+            }
+        };
+        let mut table = vec![0u32; rows * stride];
         for s in 0..n {
-            let row = new_id[s] as usize * stride;
+            let row = row_of(new_id[s]) * stride;
             for c in 0..stride {
-                table[row + c] = new_id[trie[s * stride + c] as usize] * stride as u32;
+                table[row + c] = (row_of(new_id[trie[s * stride + c] as usize]) * stride) as u32;
             }
         }
         Some(DenseScan {
             classes,
             table,
-            first_match: first * stride as u32,
+            first_match: (match_row * stride) as u32,
+            match_bit: match_bit as u32,
             stride: stride as u32,
             spans,
             pats,
@@ -192,28 +218,33 @@ impl DenseScan {
     /// registers with it and kept its pointers on the stack.
     #[inline(never)]
     pub fn for_each_match(&self, hay: &[u8], mut f: impl FnMut(u32)) {
-        let first = self.first_match;
+        let bit = self.match_bit;
         let mut s = 0u32;
-        // four bytes per round, one branch for all four states: most bytes
-        // of most texts end in no atom
-        let mut quads = hay.chunks_exact(4);
-        for q in &mut quads {
+        // eight bytes per round, one branch for all eight states: most
+        // bytes of most texts end in no atom; the states OR-ed reach
+        // `match_bit` exactly when one of them reports
+        let mut rounds = hay.chunks_exact(8);
+        for q in &mut rounds {
             let s1 = self.step(s, q[0]);
             let s2 = self.step(s1, q[1]);
             let s3 = self.step(s2, q[2]);
             let s4 = self.step(s3, q[3]);
-            if s1.max(s2).max(s3.max(s4)) >= first {
-                for x in [s1, s2, s3, s4] {
-                    if x >= first {
+            let s5 = self.step(s4, q[4]);
+            let s6 = self.step(s5, q[5]);
+            let s7 = self.step(s6, q[6]);
+            let s8 = self.step(s7, q[7]);
+            if (s1 | s2 | s3 | s4 | s5 | s6 | s7 | s8) >= bit {
+                for x in [s1, s2, s3, s4, s5, s6, s7, s8] {
+                    if x >= bit {
                         self.report(x, &mut f);
                     }
                 }
             }
-            s = s4;
+            s = s8;
         }
-        for &b in quads.remainder() {
+        for &b in rounds.remainder() {
             s = self.step(s, b);
-            if s >= first {
+            if s >= bit {
                 self.report(s, &mut f);
             }
         }
