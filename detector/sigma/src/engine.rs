@@ -8,14 +8,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use qalqan_core::alert::RuleInfo;
-use qalqan_core::{Event, LogSource, Value};
+use qalqan_core::{Event, LogSource};
 use rustc_hash::{FxHashMap, FxHashSet};
 use smallvec::SmallVec;
 
 use crate::compile::{
     AtomId, AtomTable, CompiledRule, Compiler, FieldId, FieldTable, FIELD_ORIGINAL,
 };
-use crate::eval::{lower_field, number_keys, resolve_fields, single_str, Ctx, EventState};
+use crate::eval::{lower_field, number_keys, resolve_fields, single_str, Ctx, Entry, EventState};
 use crate::filter;
 use crate::memo::{ItemMemo, Lookup, ScanMemo};
 use crate::pipeline::{self, Pipeline};
@@ -733,8 +733,8 @@ impl Engine {
         let st = &mut scratch.state;
         st.ensure(self.fields.len(), self.atoms.len());
         st.begin();
-        let mut vals: SmallVec<[&Value; 64]> = SmallVec::new();
-        resolve_fields(event, &self.fields, st, &mut vals);
+        let vals = event.fields.entries();
+        resolve_fields(event, &self.fields, st);
         let cands = &mut scratch.candidates;
         cands.clear();
         if route.prefilter {
@@ -742,7 +742,7 @@ impl Engine {
             // the raw line is no event field: scanned when the route wants it
             let mut at = usize::MAX;
             while let Some((f, fs)) = next_scanned(&route, st.present(), &mut at) {
-                let memo = single_str(&vals, st, f)
+                let memo = single_str(vals, st, f)
                     .map(|text| scratch.memo.lookup(route.id, f, text))
                     .unwrap_or(Lookup::Off);
                 match memo {
@@ -752,40 +752,32 @@ impl Engine {
                     }
                     Lookup::Miss(found, id) => {
                         st.set_value_id(f, id);
-                        scan_value(
-                            &route,
-                            fs,
-                            event,
-                            &vals,
-                            st,
-                            &mut scratch.marks,
-                            Some(found),
-                        );
+                        scan_value(&route, fs, event, vals, st, &mut scratch.marks, Some(found));
                     }
                     Lookup::Off => {
-                        scan_value(&route, fs, event, &vals, st, &mut scratch.marks, None);
+                        scan_value(&route, fs, event, vals, st, &mut scratch.marks, None);
                     }
                 }
             }
-            scan_numbers(&route, event, &vals, st, &mut scratch.marks);
+            scan_numbers(&route, event, vals, st, &mut scratch.marks);
             scratch.marks.finish(&route, |a| st.is_hit(a), cands);
             cands.extend_from_slice(&route.always);
             cands.sort_unstable();
         } else {
             for &f in &route.lower_fields {
-                lower_field(event, &vals, st, f);
+                lower_field(event, vals, st, f);
             }
             cands.extend_from_slice(&route.rules);
         }
         for &r in cands.iter() {
             for &f in &self.rules[r as usize].compiled.lower_fields {
-                lower_field(event, &vals, st, f);
+                lower_field(event, vals, st, f);
             }
         }
         scratch.items.ensure();
         let ctx = Ctx {
             event,
-            vals: &vals,
+            vals,
             st,
             scanned: route.prefilter.then_some(route.scanned.as_slice()),
             items: Some(&scratch.items),
@@ -803,14 +795,14 @@ impl Engine {
     pub fn evaluate_naive(&self, event: &Event) -> Vec<RuleIdx> {
         let mut st = EventState::new(self.fields.len(), self.atoms.len());
         st.begin();
-        let mut vals: SmallVec<[&Value; 64]> = SmallVec::new();
-        resolve_fields(event, &self.fields, &mut st, &mut vals);
+        let vals = event.fields.entries();
+        resolve_fields(event, &self.fields, &mut st);
         for &f in &self.all_lower {
-            lower_field(event, &vals, &mut st, f);
+            lower_field(event, vals, &mut st, f);
         }
         let ctx = Ctx {
             event,
-            vals: &vals,
+            vals,
             st: &st,
             scanned: None,
             items: None,
@@ -846,14 +838,14 @@ impl Engine {
     pub(crate) fn with_naive_ctx<T>(&self, event: &Event, f: impl FnOnce(&Ctx<'_>) -> T) -> T {
         let mut st = EventState::new(self.fields.len(), self.atoms.len());
         st.begin();
-        let mut vals: SmallVec<[&Value; 64]> = SmallVec::new();
-        resolve_fields(event, &self.fields, &mut st, &mut vals);
+        let vals = event.fields.entries();
+        resolve_fields(event, &self.fields, &mut st);
         for &f in &self.all_lower {
-            lower_field(event, &vals, &mut st, f);
+            lower_field(event, vals, &mut st, f);
         }
         let ctx = Ctx {
             event,
-            vals: &vals,
+            vals,
             st: &st,
             scanned: None,
             items: None,
@@ -867,7 +859,7 @@ impl Engine {
 fn scan_numbers(
     route: &Route,
     event: &Event,
-    vals: &[&Value],
+    vals: &[Entry],
     st: &mut EventState,
     marks: &mut ClauseMarks,
 ) {
@@ -919,7 +911,7 @@ fn scan_value(
     route: &Route,
     fs: &FieldScan,
     event: &Event,
-    vals: &[&Value],
+    vals: &[Entry],
     st: &mut EventState,
     marks: &mut ClauseMarks,
     found: Option<&mut Vec<u32>>,
