@@ -76,7 +76,10 @@ pub enum Lookup<'m> {
 }
 
 impl ScanMemo {
-    /// The memo entry for `text` of `field` on route `route`.
+    /// The memo entry for `text` of `field` on route `route`. Inlined into
+    /// the scan loop: called for most fields of every event, its call and
+    /// the enum it returns through memory cost as much as its hash.
+    #[inline]
     pub fn lookup(&mut self, route: u64, field: FieldId, text: &str) -> Lookup<'_> {
         if route == 0 || text.len() > MAX_TEXT || !self.use_field(field) {
             return Lookup::Off;
@@ -88,7 +91,9 @@ impl ScanMemo {
         h.write_u64(route);
         h.write_u32(field);
         h.write(text.as_bytes());
-        let slot = &mut self.slots[(h.finish() >> 32) as usize % SLOTS];
+        let Some(slot) = self.slots.get_mut((h.finish() >> 32) as usize % SLOTS) else {
+            return Lookup::Off;
+        };
         let st = &mut self.stats[field as usize];
         st.lookups += 1;
         if slot.route == route && slot.field == field && slot.text == text {
@@ -106,6 +111,7 @@ impl ScanMemo {
     }
 
     /// Whether `field` uses the memo for its next value (see [`PAUSE`]).
+    #[inline]
     fn use_field(&mut self, field: FieldId) -> bool {
         let i = field as usize;
         if self.stats.len() <= i {
