@@ -1,7 +1,8 @@
 //! Evaluator: matcher trees against one event.
 //!
 //! Before any rule runs, the event is prepared once: its fields are looked up
-//! in the engine's field table (one hash lookup per event field), the values
+//! in the engine's field table (through small caches: a remembered event
+//! shape resolves all its fields at once, see [`resolve_fields`]), the values
 //! that case-insensitive matchers read are lower-cased once into a shared
 //! buffer, and — on the optimized path — the prefilter scan marks which atoms
 //! occur. Matchers then read that state; nothing is lower-cased or looked up
