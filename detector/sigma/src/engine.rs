@@ -923,7 +923,7 @@ fn scan_value(
         } else {
             single_str(vals, st, f)
         };
-        if let Some(text) = text.filter(|t| t.is_ascii()) {
+        if let Some(text) = text.filter(|t| crate::value::is_ascii(t.as_bytes())) {
             scan_bytes(route, fs, text.as_bytes(), &mut |a| st.hit(a), marks, found);
             return;
         }

@@ -200,6 +200,38 @@ impl fmt::Display for SigmaStr {
     }
 }
 
+/// Whether `b` is pure ASCII, as `<[u8]>::is_ascii`, but with the high
+/// bits of the text OR-ed together 16 bytes at a time and tested once at
+/// the end: the standard test branches on every word as it goes, some 180
+/// instructions for a 220-byte raw line that is checked on every event
+/// (callgrind), this about a third of that. For long texts that are
+/// mostly ASCII (raw lines); on short field values the standard test was
+/// as cheap (Windows lane, lower-casing: +37 instructions per event).
+#[inline]
+pub fn is_ascii(b: &[u8]) -> bool {
+    let word = |w: &[u8]| -> u64 {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(w);
+        u64::from_ne_bytes(a)
+    };
+    let mut acc = 0u64;
+    let mut chunks = b.chunks_exact(16);
+    for c in &mut chunks {
+        let (x, y) = c.split_at(8);
+        acc |= word(x) | word(y);
+    }
+    let rest = chunks.remainder();
+    if rest.len() >= 8 {
+        // the last eight bytes: overlap with the chunks is harmless
+        acc |= word(&rest[..8]) | word(&rest[rest.len() - 8..]);
+    } else {
+        for &x in rest {
+            acc |= u64::from(x);
+        }
+    }
+    acc & 0x8080_8080_8080_8080 == 0
+}
+
 /// Lowercases text character by character (`char::to_lowercase`), into
 /// `out`. Unlike `str::to_lowercase` this has no context rules (Greek final
 /// sigma), so lowercasing commutes with taking substrings — the property the
@@ -256,6 +288,24 @@ pub fn lowercase(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn is_ascii_agrees_with_the_standard_test() {
+        let mut rng = crate::synth::Rng::new(7);
+        for len in 0..70usize {
+            for at in 0..=len {
+                let mut b: Vec<u8> = (0..len).map(|_| rng.below(128) as u8).collect();
+                assert_eq!(is_ascii(&b), b.is_ascii());
+                if at < len {
+                    b[at] = 0x80 | rng.below(128) as u8;
+                    assert_eq!(is_ascii(&b), b.is_ascii(), "{len} {at}");
+                    assert!(!is_ascii(&b));
+                }
+            }
+        }
+        assert!(is_ascii("GET / HTTP/1.1".as_bytes()));
+        assert!(!is_ascii("K\u{212A}elvin".as_bytes()));
+    }
 
     fn lit(s: &str) -> Tok {
         Tok::Lit(s.as_bytes().to_vec())
