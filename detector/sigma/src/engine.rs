@@ -15,7 +15,9 @@ use smallvec::SmallVec;
 use crate::compile::{
     AtomId, AtomTable, CompiledRule, Compiler, FieldId, FieldTable, FIELD_ORIGINAL,
 };
-use crate::eval::{lower_field, number_keys, resolve_fields, single_str, Ctx, Entry, EventState};
+use crate::eval::{
+    field_val, lower_field, number_keys, resolve_fields, single_str, Ctx, Entry, EventState,
+};
 use crate::filter;
 use crate::memo::{ItemMemo, Lookup, ScanMemo};
 use crate::pipeline::{self, Pipeline};
@@ -864,14 +866,16 @@ fn scan_numbers(
     marks: &mut ClauseMarks,
 ) {
     for ns in &route.num_scans {
-        let keys = number_keys(event, vals, st, ns.field);
-        for k in keys {
+        let Some(v) = field_val(event, vals, st, ns.field) else {
+            continue;
+        };
+        number_keys(v, |k| {
             if let Some(p) = ns.keys.get(&k) {
                 if st.hit(p.atom) && p.postings.0 != p.postings.1 {
                     marks.mark(route, p.postings);
                 }
             }
-        }
+        });
     }
 }
 

@@ -239,6 +239,7 @@ impl EventState {
         s
     }
 
+    #[inline]
     pub fn ensure(&mut self, fields: usize, atoms: usize) {
         if self.slots.len() < fields {
             self.slots.resize(fields, Slot::default());
@@ -250,6 +251,7 @@ impl EventState {
     }
 
     /// Starts a new event: invalidates every slot in O(1) (generations).
+    #[inline]
     pub fn begin(&mut self) {
         for a in self.touched.drain(..) {
             self.hits[(a / 64) as usize] &= !(1u64 << (a % 64));
@@ -522,7 +524,7 @@ pub fn resolve_fields(event: &Event, table: &crate::compile::FieldTable, st: &mu
     st.shapes = shapes;
 }
 
-fn field_val<'a>(
+pub(crate) fn field_val<'a>(
     event: &'a Event,
     vals: &'a [Entry],
     st: &EventState,
@@ -553,31 +555,26 @@ pub fn single_str<'a>(vals: &'a [Entry], st: &EventState, f: FieldId) -> Option<
     }
 }
 
-/// The number-atom keys of the elements of `f` that [`Matcher::Num`] would
-/// compare as numbers (see [`crate::compile::num_key`]).
-pub fn number_keys(
-    event: &Event,
-    vals: &[Entry],
-    st: &EventState,
-    f: FieldId,
-) -> SmallVec<[u64; 2]> {
-    let mut out = SmallVec::new();
-    if let Some(v) = field_val(event, vals, st, f) {
-        // a single value (`http.response.status_code`, `EventID`): no
-        // element list to build
-        if let Some(e) = scalar_elem(v) {
-            if let Some(k) = elem_number(e).and_then(crate::compile::num_key) {
-                out.push(k);
-            }
-            return out;
+/// Calls `each` with the number-atom key of every element of `v` that
+/// [`Matcher::Num`] would compare as a number (see
+/// [`crate::compile::num_key`]), in element order. Takes the value already
+/// looked up, so that `each` may mark atoms in the event state; inlined
+/// into the prefilter's number scan, with no list of keys in between.
+#[inline]
+pub fn number_keys(v: FieldVal<'_>, mut each: impl FnMut(u64)) {
+    // a single value (`http.response.status_code`, `EventID`): no element
+    // list to build
+    if let Some(e) = scalar_elem(v) {
+        if let Some(k) = elem_number(e).and_then(crate::compile::num_key) {
+            each(k);
         }
-        for e in elems(v) {
-            if let Some(k) = elem_number(e).and_then(crate::compile::num_key) {
-                out.push(k);
-            }
+        return;
+    }
+    for e in elems(v) {
+        if let Some(k) = elem_number(e).and_then(crate::compile::num_key) {
+            each(k);
         }
     }
-    out
 }
 
 /// Lower-cases the elements of `f` into the shared buffer (once per event).
