@@ -21,14 +21,22 @@ use crate::sequence::SequenceAllocator;
 use crate::sink::Record;
 
 /// Who collected an event and how: fields written into its wire form
-/// beside the parsed ones ([`Event::to_json_string_with`]), borrowed
+/// beside the parsed ones ([`Event::to_json_string_stamped`]), borrowed
 /// rather than copied into every event (they are the same few texts on
 /// every event of a batch; as owned fields they were six allocations per
 /// event).
 ///
-/// [`Event::to_json_string_with`]: qalqan_core::Event::to_json_string_with
+/// `fixed` are the texts that are the same on every event this collector
+/// sends through one source kind (`observer.*`, `input.type`): the encoder
+/// keeps their JSON text with its layout. The rest (the sender's address,
+/// the file path, the sequence number and id) differ between connections,
+/// files or events and are written each time; as fixed texts, every
+/// connection would need layouts of its own.
+///
+/// [`Event::to_json_string_stamped`]: qalqan_core::Event::to_json_string_stamped
 struct Stamps<'a> {
-    items: [(&'static str, ValueRef<'a>); 9],
+    fixed: [(&'static str, &'a str); 5],
+    items: [(&'static str, ValueRef<'a>); 4],
     len: usize,
 }
 
@@ -38,6 +46,10 @@ impl<'a> Stamps<'a> {
             *slot = (name, value);
             self.len += 1;
         }
+    }
+
+    fn fixed(&self) -> &[(&'static str, &'a str)] {
+        &self.fixed
     }
 
     fn as_slice(&self) -> &[(&'static str, ValueRef<'a>)] {
@@ -58,14 +70,16 @@ fn stamp<'a>(
 ) -> Stamps<'a> {
     f.retain(|name| !is_stamp(name, address.is_some(), file_path.is_some()));
     let mut s = Stamps {
-        items: [("", ValueRef::Null); 9],
+        fixed: [
+            ("observer.name", &identity.name),
+            ("observer.hostname", &identity.hostname),
+            ("observer.version", crate::VERSION),
+            ("observer.type", "collector"),
+            ("input.type", input),
+        ],
+        items: [("", ValueRef::Null); 4],
         len: 0,
     };
-    s.push("observer.name", ValueRef::Str(&identity.name));
-    s.push("observer.hostname", ValueRef::Str(&identity.hostname));
-    s.push("observer.version", ValueRef::Str(crate::VERSION));
-    s.push("observer.type", ValueRef::Str("collector"));
-    s.push("input.type", ValueRef::Str(input));
     if let Some(p) = file_path {
         s.push("log.file.path", ValueRef::Str(p));
     }
@@ -336,17 +350,20 @@ impl Pipeline {
             if line.truncated {
                 ev.add_tag(tags::TRUNCATED);
             }
-            for (i, t) in [
-                tags::TRUNCATED,
-                tags::INVALID_UTF8,
-                tags::PARTIAL,
-                tags::UNPARSED,
-            ]
-            .iter()
-            .enumerate()
-            {
-                if ev.has_tag(t) {
-                    flag_counts[i] += 1;
+            // The tags are looked up once for all four flags.
+            if let Some(Value::List(list)) = ev.fields.get("tags") {
+                for (i, t) in [
+                    tags::TRUNCATED,
+                    tags::INVALID_UTF8,
+                    tags::PARTIAL,
+                    tags::UNPARSED,
+                ]
+                .iter()
+                .enumerate()
+                {
+                    if list.iter().any(|v| v.as_str() == Some(t)) {
+                        flag_counts[i] += 1;
+                    }
                 }
             }
             if let Some(ts) = line.timestamp {
@@ -372,29 +389,31 @@ impl Pipeline {
                 batch.file_path.as_deref(),
                 texts.map(|(full, _)| full),
             );
-            if f.get_str("host.name").is_none_or(str::is_empty) {
-                let host = match texts {
-                    Some((_, ip)) => ip,
-                    None => self.identity.hostname.as_str(),
-                };
-                f.insert("host.name", host);
-            }
+            // The Kafka key is host.name, which every event gets.
+            let key = match f.get_str("host.name") {
+                Some(h) if !h.is_empty() => h.as_bytes().to_vec(),
+                _ => {
+                    let host = match texts {
+                        Some((_, ip)) => ip,
+                        None => self.identity.hostname.as_str(),
+                    };
+                    f.insert("host.name", host);
+                    host.as_bytes().to_vec()
+                }
+            };
             // Numbered and serialized right away, while the event is hot in
             // the cache.
             let mut digits = itoa::Buffer::new();
             let seq_text = digits.format(seq);
-            let id = qalqan_core::alert::event_id(&[name, seq_text.as_bytes()]);
+            let id = qalqan_core::alert::event_id_text(&[name, seq_text.as_bytes()]);
             let seq_value = Value::from(seq);
             stamps.push("observer.sequence", seq_value.as_ref());
-            stamps.push("event.id", ValueRef::Str(&id));
-            let key = f
-                .get_str("host.name")
-                .unwrap_or_default()
-                .as_bytes()
-                .to_vec();
+            stamps.push("event.id", ValueRef::Str(id.as_str()));
             records.push(Record {
                 key,
-                payload: ev.to_json_string_with(stamps.as_slice()).into_bytes(),
+                payload: ev
+                    .to_json_string_stamped(stamps.fixed(), stamps.as_slice())
+                    .into_bytes(),
             });
         }
         for (p, c) in parser_counts {
@@ -430,6 +449,9 @@ mod tests {
 
     /// What the wire form shows: the stamps as fields beside the line's.
     fn apply(f: &mut Fields, stamps: &Stamps<'_>) {
+        for (k, v) in stamps.fixed() {
+            f.push_new(*k, *v);
+        }
         for (k, v) in stamps.as_slice() {
             match v {
                 ValueRef::Str(s) => f.push_new(*k, *s),

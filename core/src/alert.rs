@@ -174,12 +174,48 @@ pub fn alert_id(
 /// A stable id for an event from where it came from (collector name and
 /// sequence, or topic/partition/offset), so evidence can point at it.
 pub fn event_id(parts: &[&[u8]]) -> String {
-    let mut buf = Vec::with_capacity(64);
+    event_id_text(parts).as_str().to_owned()
+}
+
+/// [`event_id`] held on the stack: the collector stamps one on every
+/// event, and the two allocations of the `String` form (the hashed bytes
+/// and the text) were among the event's dearest steps after parsing.
+pub fn event_id_text(parts: &[&[u8]]) -> EventId {
+    let total: usize = parts.iter().map(|p| p.len() + 1).sum();
+    let mut stack = [0u8; 128];
+    let mut heap = Vec::new();
+    let buf: &mut [u8] = match stack.get_mut(..total) {
+        Some(b) => b,
+        None => {
+            heap.resize(total, 0);
+            &mut heap
+        }
+    };
+    let mut at = 0;
     for p in parts {
-        buf.extend_from_slice(p);
-        buf.push(0x1f);
+        buf[at..at + p.len()].copy_from_slice(p);
+        buf[at + p.len()] = 0x1f;
+        at += p.len() + 1;
     }
-    hex(&xxhash_rust::xxh3::xxh3_64(&buf).to_be_bytes())
+    let hash = xxhash_rust::xxh3::xxh3_64(buf);
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut text = [0u8; 16];
+    for (i, b) in hash.to_be_bytes().iter().enumerate() {
+        text[2 * i] = DIGITS[usize::from(b >> 4)];
+        text[2 * i + 1] = DIGITS[usize::from(b & 0x0f)];
+    }
+    EventId(text)
+}
+
+/// An event id's text (16 lower-case hex digits), see [`event_id_text`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventId([u8; 16]);
+
+impl EventId {
+    pub fn as_str(&self) -> &str {
+        // Only ASCII hex digits are ever written.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
 }
 
 /// Lower-case hex of `bytes`, most significant first (what `{:0Nx}` prints
@@ -243,6 +279,14 @@ mod tests {
         let id = event_id(&[b"col-1", b"42"]);
         let expected = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(b"col-1\x1f42\x1f"));
         assert_eq!(id, expected);
+        // Parts too long for the stack buffer hash the same bytes.
+        let long = vec![b'n'; 300];
+        let mut joined = long.clone();
+        joined.extend_from_slice(b"\x1f7\x1f");
+        assert_eq!(
+            event_id(&[&long, b"7"]),
+            format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&joined))
+        );
     }
 
     #[test]

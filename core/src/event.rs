@@ -469,6 +469,21 @@ impl Event {
     /// no owned copy in [`Event::fields`]. A name in `extra` must not also
     /// be in `fields` (it would be written twice).
     pub fn to_json_string_with(&self, extra: &[(&'static str, ValueRef<'_>)]) -> String {
+        self.to_json_string_stamped(&[], extra)
+    }
+
+    /// [`Event::to_json_string_with`] with also `fixed` text fields: ones
+    /// whose values repeat from event to event (a collector's `observer.*`,
+    /// `input.type`, a connection's `log.source.address`). Their text is
+    /// kept with the encoder's layout for the event's shape, so it is
+    /// escaped once and copied together with the keys around it rather
+    /// than written value by value on every event. A name in `fixed` must
+    /// be neither in `extra` nor in `fields`.
+    pub fn to_json_string_stamped(
+        &self,
+        fixed: &[(&'static str, &str)],
+        extra: &[(&'static str, ValueRef<'_>)],
+    ) -> String {
         // Room for everything, so the text is never reallocated and copied.
         let size = |k: &str, v: ValueRef<'_>| {
             k.len()
@@ -483,9 +498,10 @@ impl Event {
             .iter()
             .map(|(k, v)| size(k, v.as_ref()))
             .chain(extra.iter().map(|(k, v)| size(k, *v)))
+            .chain(fixed.iter().map(|(k, v)| size(k, ValueRef::Str(v))))
             .sum();
         let mut out = String::with_capacity(self.original.len() + values + 256);
-        stream_encode::encode(self, extra, &mut out);
+        stream_encode::encode(self, fixed, extra, &mut out);
         out
     }
 

@@ -16,7 +16,11 @@
 //!
 //! Fields that exist only on the wire (the collector's stamps, the same
 //! few texts on every event) can be passed beside the event as borrowed
-//! values, so they need no owned copy in the event's field list.
+//! values, so they need no owned copy in the event's field list. Those
+//! whose text is the same on every event (`observer.*`, `input.type`, a
+//! connection's `log.source.address`) are passed as *fixed*: their JSON
+//! text becomes part of the plan, written with the keys around it in one
+//! copy, as are the logsource's values (the plan is chosen by them too).
 
 use std::cmp::Ordering;
 
@@ -24,10 +28,14 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
 
-use super::{format_ts, Event, Value, ValueRef, SCHEMA_VERSION};
+use super::{format_ts, Event, LogSource, Value, ValueRef, SCHEMA_VERSION};
 
 /// Fields written beside an event's own: (name, value).
 pub(super) type Extra<'a> = [(&'static str, ValueRef<'a>)];
+
+/// Text fields written beside an event's own whose values repeat from
+/// event to event: (name, value). Their text is kept in the plan.
+pub(super) type Fixed<'a> = [(&'static str, &'a str)];
 
 /// Where a value in the text comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,12 +44,11 @@ enum Src {
     Field(usize),
     /// The `i`-th extra field.
     Extra(usize),
+    /// The `i`-th fixed field: written into the plan's text.
+    Fixed(usize),
     Timestamp,
     Ingested,
     Original,
-    Product,
-    Service,
-    Category,
 }
 
 struct Entry<'a> {
@@ -69,9 +76,11 @@ struct Plan {
     names: Vec<std::borrow::Cow<'static, str>>,
     /// The extra fields' names, in order.
     extra: Vec<&'static str>,
-    /// Which logsource members are present (bit 0 product, 1 service, 2
-    /// category): they are part of the text's shape.
-    logsource: u8,
+    /// The fixed fields, names and values, in order: their text is in the
+    /// fragments.
+    fixed: Vec<(&'static str, String)>,
+    /// The logsource the plan was made for: its values are in the text.
+    logsource: LogSource,
     parts: Vec<(String, Src)>,
     tail: String,
 }
@@ -124,12 +133,6 @@ thread_local! {
     static PLANS: std::cell::RefCell<PlanCache> = std::cell::RefCell::new(PlanCache::default());
 }
 
-fn logsource_bits(ev: &Event) -> u8 {
-    u8::from(ev.logsource.product.is_some())
-        | u8::from(ev.logsource.service.is_some()) << 1
-        | u8::from(ev.logsource.category.is_some()) << 2
-}
-
 /// Same name: static names (what parsers set) are one and the same text,
 /// so the address decides before any byte is compared.
 fn same_name(a: &str, b: &str) -> bool {
@@ -137,10 +140,11 @@ fn same_name(a: &str, b: &str) -> bool {
 }
 
 impl Plan {
-    fn fits(&self, ev: &Event, extra: &Extra<'_>) -> bool {
-        self.logsource == logsource_bits(ev)
-            && self.names.len() == ev.fields.0.len()
+    fn fits(&self, ev: &Event, fixed: &Fixed<'_>, extra: &Extra<'_>) -> bool {
+        self.names.len() == ev.fields.0.len()
             && self.extra.len() == extra.len()
+            && self.fixed.len() == fixed.len()
+            && self.logsource == ev.logsource
             && self
                 .names
                 .iter()
@@ -151,10 +155,16 @@ impl Plan {
                 .iter()
                 .zip(extra)
                 .all(|(a, (b, _))| same_name(a, b))
+            && self
+                .fixed
+                .iter()
+                .zip(fixed)
+                .all(|((a, x), (b, y))| same_name(a, b) && same_name(x, y))
     }
 
-    fn make(ev: &Event, extra: &Extra<'_>) -> Plan {
-        let mut entries: Vec<Entry<'_>> = Vec::with_capacity(ev.fields.len() + extra.len() + 2);
+    fn make(ev: &Event, fixed: &Fixed<'_>, extra: &Extra<'_>) -> Plan {
+        let mut entries: Vec<Entry<'_>> =
+            Vec::with_capacity(ev.fields.len() + extra.len() + fixed.len() + 2);
         for (i, (name, _)) in ev.fields.0.iter().enumerate() {
             if !is_reserved(name) {
                 entries.push(Entry::new(name, Src::Field(i)));
@@ -165,6 +175,11 @@ impl Plan {
                 entries.push(Entry::new(name, Src::Extra(i)));
             }
         }
+        for (i, (name, _)) in fixed.iter().enumerate() {
+            if !is_reserved(name) {
+                entries.push(Entry::new(name, Src::Fixed(i)));
+            }
+        }
         entries.push(Entry::new("event.ingested", Src::Ingested));
         entries.push(Entry::new("event.original", Src::Original));
         // The first eight bytes decide most comparisons in one integer compare.
@@ -173,7 +188,10 @@ impl Plan {
                 .cmp(&b.prefix)
                 .then_with(|| by_segments(a.name, b.name))
         });
-        let mut rec = Recorder::default();
+        let mut rec = Recorder {
+            fixed,
+            ..Recorder::default()
+        };
         rec.text.push_str("{\"schema_version\":");
         let _ = write!(rec.text, "{SCHEMA_VERSION}");
         rec.text.push_str(",\"@timestamp\":");
@@ -182,26 +200,27 @@ impl Plan {
         write_level(&mut rec, &entries, 0);
         rec.text.push_str(",\"logsource\":{");
         let mut first = true;
-        for (k, present, src) in [
-            ("product", ev.logsource.product.is_some(), Src::Product),
-            ("service", ev.logsource.service.is_some(), Src::Service),
-            ("category", ev.logsource.category.is_some(), Src::Category),
+        for (k, value) in [
+            ("product", &ev.logsource.product),
+            ("service", &ev.logsource.service),
+            ("category", &ev.logsource.category),
         ] {
-            if present {
+            if let Some(v) = value {
                 if !first {
                     rec.text.push(',');
                 }
                 first = false;
                 write_str(&mut rec.text, k);
                 rec.text.push(':');
-                rec.value(src);
+                write_str(&mut rec.text, v);
             }
         }
         rec.text.push_str("}}");
         Plan {
             names: ev.fields.0.iter().map(|(k, _)| k.clone()).collect(),
             extra: extra.iter().map(|(k, _)| *k).collect(),
-            logsource: logsource_bits(ev),
+            fixed: fixed.iter().map(|(k, v)| (*k, (*v).to_owned())).collect(),
+            logsource: ev.logsource.clone(),
             parts: rec.parts,
             tail: rec.text,
         }
@@ -232,14 +251,8 @@ impl Plan {
                     buf.push('"');
                 }
                 Src::Original => write_str(buf, &ev.original),
-                Src::Product | Src::Service | Src::Category => {
-                    let v = match src {
-                        Src::Product => &ev.logsource.product,
-                        Src::Service => &ev.logsource.service,
-                        _ => &ev.logsource.category,
-                    };
-                    write_str(buf, v.as_deref().unwrap_or_default());
-                }
+                // Written into the fragments when the plan was made.
+                Src::Fixed(_) => {}
             }
         }
         buf.push_str(&self.tail);
@@ -248,27 +261,35 @@ impl Plan {
 
 /// Collects a plan's fragments while the layout is walked.
 #[derive(Default)]
-struct Recorder {
+struct Recorder<'f> {
     parts: Vec<(String, Src)>,
     text: String,
+    /// The fixed fields, whose text goes straight into the fragments.
+    fixed: &'f Fixed<'f>,
 }
 
-impl Recorder {
+impl Recorder<'_> {
     fn value(&mut self, src: Src) {
+        if let Src::Fixed(i) = src {
+            if let Some((_, v)) = self.fixed.get(i) {
+                write_str(&mut self.text, v);
+            }
+            return;
+        }
         self.parts.push((std::mem::take(&mut self.text), src));
     }
 }
 
-/// Appends the wire form of `ev`, with `extra` fields, to `buf`.
-pub(super) fn encode(ev: &Event, extra: &Extra<'_>, buf: &mut String) {
+/// Appends the wire form of `ev`, with `fixed` and `extra` fields, to `buf`.
+pub(super) fn encode(ev: &Event, fixed: &Fixed<'_>, extra: &Extra<'_>, buf: &mut String) {
     PLANS.with(|cache| {
         let Ok(mut cache) = cache.try_borrow_mut() else {
             // Only reachable re-entrantly; no cache then.
-            Plan::make(ev, extra).render(ev, extra, &mut TimeTexts::default(), buf);
+            Plan::make(ev, fixed, extra).render(ev, extra, &mut TimeTexts::default(), buf);
             return;
         };
         let PlanCache { plans, times } = &mut *cache;
-        match plans.iter().position(|p| p.fits(ev, extra)) {
+        match plans.iter().position(|p| p.fits(ev, fixed, extra)) {
             Some(0) => {}
             Some(i) => {
                 let plan = plans.remove(i);
@@ -278,7 +299,7 @@ pub(super) fn encode(ev: &Event, extra: &Extra<'_>, buf: &mut String) {
                 if plans.len() >= PLANS_KEPT {
                     plans.pop();
                 }
-                plans.insert(0, Plan::make(ev, extra));
+                plans.insert(0, Plan::make(ev, fixed, extra));
             }
         }
         if let Some(plan) = plans.first() {
@@ -562,7 +583,7 @@ mod tests {
             ("a.b.d", Value::from("deep2")),
         ]);
         let mut text = String::new();
-        encode(&ev, &[], &mut text);
+        encode(&ev, &[], &[], &mut text);
         let streamed: Json = serde_json::from_str(&text).expect("valid JSON");
         assert_eq!(streamed, ev.to_json(), "{text}");
     }
@@ -578,7 +599,7 @@ mod tests {
             ("@timestamp", Value::from("dropped")),
         ]);
         let mut text = String::new();
-        encode(&ev, &[], &mut text);
+        encode(&ev, &[], &[], &mut text);
         let back = Event::from_json_bytes(text.as_bytes(), Utc::now()).expect("reads back");
         assert_eq!(back.get_str("a"), Some("top"));
         assert_eq!(back.get_str("a.b"), Some("child"));
@@ -622,7 +643,7 @@ mod tests {
                 .collect();
             let ev = event(&leaves);
             let mut text = String::new();
-            encode(&ev, &[], &mut text);
+            encode(&ev, &[], &[], &mut text);
             let streamed: Json = serde_json::from_str(&text).expect("valid JSON");
             assert_eq!(streamed, ev.to_json(), "{text}");
             assert_eq!(
@@ -658,7 +679,7 @@ mod tests {
             for k in 0..(PLANS_KEPT + 8) {
                 let ev = shape(k, (round * 1000 + k) as i64);
                 let mut text = String::new();
-                encode(&ev, &[], &mut text);
+                encode(&ev, &[], &[], &mut text);
                 let streamed: Json = serde_json::from_str(&text).expect("valid JSON");
                 assert_eq!(streamed, ev.to_json(), "{text}");
             }
@@ -700,7 +721,7 @@ mod tests {
         for _ in 0..2 {
             for n in [extra.len(), 3, 0] {
                 let mut text = String::new();
-                encode(&ev, &extra[..n], &mut text);
+                encode(&ev, &[], &extra[..n], &mut text);
                 let mut want = String::new();
                 let mut r = ev.clone();
                 r.fields = Fields::new();
@@ -711,12 +732,67 @@ mod tests {
                         r.fields.insert(k.to_string(), v.clone());
                     }
                 }
-                encode(&r, &[], &mut want);
+                encode(&r, &[], &[], &mut want);
                 let got: Json = serde_json::from_str(&text).expect("valid JSON");
                 let want: Json = serde_json::from_str(&want).expect("valid JSON");
                 assert_eq!(got, want, "{text}");
             }
         }
+    }
+
+    #[test]
+    fn fixed_fields_and_logsources_write_as_extra_fields_do() {
+        // Fixed values change between calls (another connection, another
+        // collector name) and logsources differ with the same field names:
+        // each must get a plan of its own, never a stale text.
+        let hosts = ["a", "b \"quoted\"", "a"];
+        let sources = [
+            LogSource::new(Some("linux"), Some("sshd"), None),
+            LogSource::new(Some("linux"), Some("sudo"), None),
+            LogSource::new(None, None, Some("firewall")),
+        ];
+        for round in 0..3 {
+            for (k, host) in hosts.iter().enumerate() {
+                let mut ev = event(&[("source.ip", Value::from("203.0.113.9"))]);
+                ev.logsource = sources[(k + round) % sources.len()].clone();
+                let address = format!("192.0.2.{k}:514");
+                let fixed = [
+                    ("observer.hostname", *host),
+                    ("log.source.address", address.as_str()),
+                    ("@timestamp", "left out"),
+                ];
+                let extra = [("observer.sequence", ValueRef::Int(k as i64))];
+                let mut text = String::new();
+                encode(&ev, &fixed, &extra, &mut text);
+                let as_extra: Vec<(&'static str, ValueRef<'_>)> = fixed
+                    .iter()
+                    .map(|(k, v)| (*k, ValueRef::Str(v)))
+                    .chain(extra)
+                    .collect();
+                let mut want = String::new();
+                encode(&ev, &[], &as_extra, &mut want);
+                let got: Json = serde_json::from_str(&text).expect("valid JSON");
+                let want: Json = serde_json::from_str(&want).expect("valid JSON");
+                assert_eq!(got, want, "{text}");
+                assert_eq!(got, ev_with(&ev, &as_extra).to_json(), "{text}");
+            }
+        }
+    }
+
+    /// `ev` with `extra` as owned fields (text and integers only).
+    fn ev_with(ev: &Event, extra: &[(&'static str, ValueRef<'_>)]) -> Event {
+        let mut r = ev.clone();
+        for (k, v) in extra {
+            if is_reserved(k) {
+                continue;
+            }
+            match v {
+                ValueRef::Str(s) => r.fields.insert(*k, *s),
+                ValueRef::Int(i) => r.fields.insert(*k, Value::Int(*i)),
+                _ => {}
+            }
+        }
+        r
     }
 
     #[test]
@@ -734,7 +810,7 @@ mod tests {
             ev.timestamp = timestamp;
             ev.ingested = ingested;
             let mut text = String::new();
-            encode(&ev, &[], &mut text);
+            encode(&ev, &[], &[], &mut text);
             let back = Event::from_json_bytes(text.as_bytes(), Utc::now()).expect("reads back");
             assert_eq!(
                 (back.timestamp, back.ingested),
