@@ -71,6 +71,15 @@ impl<'a> Entry<'a> {
 /// The text of an event with given field names, as fixed fragments (keys,
 /// braces, commas) between values: events of one parser share it, so it
 /// is worked out once and reused (see [`PlanCache`]).
+///
+/// Values that have been the same on every event written with the plan
+/// are part of its text too (most of a parser's fields repeat from line to
+/// line: the syslog facility and severity, the program, `event.kind`,
+/// `event.category`, ...). A plan starts with all of its first event's
+/// values as text; a later event whose value differs makes that field a
+/// written value from then on (the plan is laid out again, once per field
+/// at most). Checking that a value is unchanged costs a comparison, where
+/// writing it meant escaping and copying it between its quotes.
 struct Plan {
     /// The field names it was made for, in field-list order.
     names: Vec<std::borrow::Cow<'static, str>>,
@@ -81,8 +90,25 @@ struct Plan {
     fixed: Vec<(&'static str, String)>,
     /// The logsource the plan was made for: its values are in the text.
     logsource: LogSource,
+    /// Per field of the list, the value every event so far had, when it is
+    /// part of the text; `None` for a value written each time.
+    field_consts: Vec<Option<Value>>,
+    /// The same for the extra fields.
+    extra_consts: Vec<Option<Value>>,
     parts: Vec<(String, Src)>,
     tail: String,
+}
+
+/// An owned copy of a borrowed value.
+fn owned(v: ValueRef<'_>) -> Value {
+    match v {
+        ValueRef::Null => Value::Null,
+        ValueRef::Bool(b) => Value::Bool(b),
+        ValueRef::Int(i) => Value::Int(i),
+        ValueRef::Float(f) => Value::Float(f),
+        ValueRef::Str(s) => Value::Str(s.to_owned()),
+        ValueRef::List(l) => Value::List(l.to_vec()),
+    }
 }
 
 /// Plans of the most recent field-name shapes, most recent first.
@@ -162,7 +188,53 @@ impl Plan {
                 .all(|((a, x), (b, y))| same_name(a, b) && same_name(x, y))
     }
 
-    fn make(ev: &Event, fixed: &Fixed<'_>, extra: &Extra<'_>) -> Plan {
+    /// Whether every value kept as text is the event's value too.
+    fn consts_hold(&self, ev: &Event, extra: &Extra<'_>) -> bool {
+        self.field_consts
+            .iter()
+            .zip(&ev.fields.0)
+            .all(|(c, (_, v))| c.as_ref().is_none_or(|c| c == v))
+            && self
+                .extra_consts
+                .iter()
+                .zip(extra)
+                .all(|(c, (_, v))| c.as_ref().is_none_or(|c| c.as_ref() == *v))
+    }
+
+    /// Turns the kept values that `ev` does not share into written ones
+    /// and lays the plan out again.
+    fn demote(&mut self, ev: &Event, fixed: &Fixed<'_>, extra: &Extra<'_>) {
+        let mut field_consts = std::mem::take(&mut self.field_consts);
+        for (c, (_, v)) in field_consts.iter_mut().zip(&ev.fields.0) {
+            if c.as_ref().is_some_and(|c| c != v) {
+                *c = None;
+            }
+        }
+        let mut extra_consts = std::mem::take(&mut self.extra_consts);
+        for (c, (_, v)) in extra_consts.iter_mut().zip(extra) {
+            if c.as_ref().is_some_and(|c| c.as_ref() != *v) {
+                *c = None;
+            }
+        }
+        *self = Plan::make(ev, fixed, extra, field_consts, extra_consts);
+    }
+
+    /// A plan for `ev`'s shape with every value of `ev` kept as text.
+    fn first(ev: &Event, fixed: &Fixed<'_>, extra: &Extra<'_>) -> Plan {
+        let field_consts = ev.fields.0.iter().map(|(_, v)| Some(v.clone())).collect();
+        let extra_consts = extra.iter().map(|(_, v)| Some(owned(*v))).collect();
+        Plan::make(ev, fixed, extra, field_consts, extra_consts)
+    }
+
+    /// Lays out the text: `field_consts`/`extra_consts` (one per field,
+    /// as in [`Plan`]) say which values are written into it.
+    fn make(
+        ev: &Event,
+        fixed: &Fixed<'_>,
+        extra: &Extra<'_>,
+        field_consts: Vec<Option<Value>>,
+        extra_consts: Vec<Option<Value>>,
+    ) -> Plan {
         let mut entries: Vec<Entry<'_>> =
             Vec::with_capacity(ev.fields.len() + extra.len() + fixed.len() + 2);
         for (i, (name, _)) in ev.fields.0.iter().enumerate() {
@@ -190,6 +262,8 @@ impl Plan {
         });
         let mut rec = Recorder {
             fixed,
+            field_consts: &field_consts,
+            extra_consts: &extra_consts,
             ..Recorder::default()
         };
         rec.text.push_str("{\"schema_version\":");
@@ -223,6 +297,8 @@ impl Plan {
             logsource: ev.logsource.clone(),
             parts: rec.parts,
             tail: rec.text,
+            field_consts,
+            extra_consts,
         }
     }
 
@@ -266,14 +342,26 @@ struct Recorder<'f> {
     text: String,
     /// The fixed fields, whose text goes straight into the fragments.
     fixed: &'f Fixed<'f>,
+    /// The values kept as text (see [`Plan`]).
+    field_consts: &'f [Option<Value>],
+    extra_consts: &'f [Option<Value>],
 }
 
 impl Recorder<'_> {
     fn value(&mut self, src: Src) {
-        if let Src::Fixed(i) = src {
-            if let Some((_, v)) = self.fixed.get(i) {
-                write_str(&mut self.text, v);
+        let kept = match src {
+            Src::Fixed(i) => {
+                if let Some((_, v)) = self.fixed.get(i) {
+                    write_str(&mut self.text, v);
+                }
+                return;
             }
+            Src::Field(i) => self.field_consts.get(i),
+            Src::Extra(i) => self.extra_consts.get(i),
+            _ => None,
+        };
+        if let Some(Some(v)) = kept {
+            write_value(&mut self.text, v);
             return;
         }
         self.parts.push((std::mem::take(&mut self.text), src));
@@ -285,7 +373,7 @@ pub(super) fn encode(ev: &Event, fixed: &Fixed<'_>, extra: &Extra<'_>, buf: &mut
     PLANS.with(|cache| {
         let Ok(mut cache) = cache.try_borrow_mut() else {
             // Only reachable re-entrantly; no cache then.
-            Plan::make(ev, fixed, extra).render(ev, extra, &mut TimeTexts::default(), buf);
+            Plan::first(ev, fixed, extra).render(ev, extra, &mut TimeTexts::default(), buf);
             return;
         };
         let PlanCache { plans, times } = &mut *cache;
@@ -299,10 +387,13 @@ pub(super) fn encode(ev: &Event, fixed: &Fixed<'_>, extra: &Extra<'_>, buf: &mut
                 if plans.len() >= PLANS_KEPT {
                     plans.pop();
                 }
-                plans.insert(0, Plan::make(ev, fixed, extra));
+                plans.insert(0, Plan::first(ev, fixed, extra));
             }
         }
-        if let Some(plan) = plans.first() {
+        if let Some(plan) = plans.first_mut() {
+            if !plan.consts_hold(ev, extra) {
+                plan.demote(ev, fixed, extra);
+            }
             plan.render(ev, extra, times, buf);
         }
     });
@@ -737,6 +828,38 @@ mod tests {
                 let want: Json = serde_json::from_str(&want).expect("valid JSON");
                 assert_eq!(got, want, "{text}");
             }
+        }
+    }
+
+    #[test]
+    fn values_kept_in_the_layout_give_way_to_each_events_own() {
+        // One shape, values changing a field at a time and back, NaN (never
+        // equal to itself), lists and an extra field: every text must be
+        // the event's own.
+        let values = |k: usize| {
+            [
+                ("log.level", Value::from(["info", "warn"][(k / 3) % 2])),
+                ("process.pid", Value::Int([42, 43, 42][k % 3])),
+                ("ratio", Value::Float(if k == 4 { f64::NAN } else { 0.5 })),
+                (
+                    "event.type",
+                    Value::List(vec![Value::from(["start", "end"][(k / 5) % 2])]),
+                ),
+                ("message", Value::from(format!("m{}", k / 7))),
+                ("flag", Value::Bool(k.is_multiple_of(4))),
+            ]
+        };
+        for k in 0..20 {
+            let ev = event(&values(k));
+            let seq = (k / 2) as i64;
+            let extra = [
+                ("observer.sequence", ValueRef::Int(seq)),
+                ("event.id", ValueRef::Str(["a", "b"][k % 2])),
+            ];
+            let mut text = String::new();
+            encode(&ev, &[], &extra, &mut text);
+            let got: Json = serde_json::from_str(&text).expect("valid JSON");
+            assert_eq!(got, ev_with(&ev, &extra).to_json(), "{text}");
         }
     }
 
