@@ -97,6 +97,18 @@ struct Plan {
     extra_consts: Vec<Option<Value>>,
     parts: Vec<(String, Src)>,
     tail: String,
+    /// Bytes of text in `parts` and `tail`.
+    text_len: usize,
+}
+
+/// Room a written value takes, about (escapes may take more: the text then
+/// grows once).
+fn value_room(v: ValueRef<'_>) -> usize {
+    match v {
+        ValueRef::Str(s) => s.len() + 8,
+        ValueRef::List(l) => l.len() * 24 + 8,
+        _ => 24,
+    }
 }
 
 /// An owned copy of a borrowed value.
@@ -295,6 +307,7 @@ impl Plan {
             extra: extra.iter().map(|(k, _)| *k).collect(),
             fixed: fixed.iter().map(|(k, v)| (*k, (*v).to_owned())).collect(),
             logsource: ev.logsource.clone(),
+            text_len: rec.parts.iter().map(|(t, _)| t.len()).sum::<usize>() + rec.text.len(),
             parts: rec.parts,
             tail: rec.text,
             field_consts,
@@ -302,7 +315,30 @@ impl Plan {
         }
     }
 
+    /// Room for the text of `ev`: the plan's own text and the values
+    /// written into it, so the text is not reallocated and copied as it
+    /// grows.
+    fn room(&self, ev: &Event, extra: &Extra<'_>) -> usize {
+        let values: usize = self
+            .parts
+            .iter()
+            .map(|(_, src)| match *src {
+                Src::Field(i) => ev
+                    .fields
+                    .0
+                    .get(i)
+                    .map_or(0, |(_, v)| value_room(v.as_ref())),
+                Src::Extra(i) => extra.get(i).map_or(0, |(_, v)| value_room(*v)),
+                Src::Timestamp | Src::Ingested => 32,
+                Src::Original => ev.original.len() + 8,
+                Src::Fixed(_) => 0,
+            })
+            .sum();
+        self.text_len + values
+    }
+
     fn render(&self, ev: &Event, extra: &Extra<'_>, times: &mut TimeTexts, buf: &mut String) {
+        buf.reserve(self.room(ev, extra));
         for (text, src) in &self.parts {
             buf.push_str(text);
             match *src {
