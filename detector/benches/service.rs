@@ -12,8 +12,9 @@
 //!    injection probes from distinct addresses; each alert's delay from the
 //!    event's receive time to the alert being readable in Kafka, p50/p99.
 //!
-//! `QALQAN_BENCH_BATCH` and `QALQAN_BENCH_WORKERS` set the detector's
-//! `batch_size` and `match_workers` (unset: the detector's defaults),
+//! `QALQAN_BENCH_BATCH`, `QALQAN_BENCH_WAIT` (e.g. `250ms`) and
+//! `QALQAN_BENCH_WORKERS` set the detector's `batch_size`, `batch_wait` and
+//! `match_workers` (unset: the detector's defaults),
 //! `QALQAN_BENCH_LATENESS` its allowed lateness (default 2s) and
 //! `QALQAN_BENCH_ALIGN=false` turns stage 1's event-time alignment off;
 //! `QALQAN_BENCH_LOG` its `RUST_LOG` (default `warn`; e.g.
@@ -205,7 +206,7 @@ fn start_detector(brokers: &str, n: &Names, metrics_port: u16) -> std::process::
     // the six partitions, which would otherwise run minutes ahead of the
     // others). `QALQAN_BENCH_LATENESS` sets another, e.g. "10m".
     let config = format!(
-        "[detector]\nroles = [\"match\", \"correlate\"]\ngroup_prefix = \"{group}\"\nbatch_size = {batch}\nalign_event_time = {align}\n{workers}\
+        "[detector]\nroles = [\"match\", \"correlate\"]\ngroup_prefix = \"{group}\"\nbatch_size = {batch}\nalign_event_time = {align}\n{workers}{wait}\
          [topics]\nevents = '^{ev}$'\nraw = '^{ev}\\.raw$'\nsignals = \"{sig}\"\nalerts = \"{al}\"\ndeadletter = \"{al}.dl\"\n\
          [kafka]\nbrokers = \"{brokers}\"\n[rules]\npaths = [{paths}]\npipelines = [{pipelines}]\nwatch = false\n\
          [correlation]\nallowed_lateness = \"{lateness}\"\n[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n",
@@ -213,6 +214,9 @@ fn start_detector(brokers: &str, n: &Names, metrics_port: u16) -> std::process::
         batch = env_usize("QALQAN_BENCH_BATCH", 20000),
         workers = std::env::var("QALQAN_BENCH_WORKERS")
             .map(|n| format!("match_workers = {n}\n"))
+            .unwrap_or_default(),
+        wait = std::env::var("QALQAN_BENCH_WAIT")
+            .map(|w| format!("batch_wait = \"{w}\"\n"))
             .unwrap_or_default(),
         ev = n.events.replace('.', "\\."),
         sig = n.signals,

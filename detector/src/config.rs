@@ -67,8 +67,9 @@ pub struct DetectorSection {
     /// Threads that decode events and evaluate Sigma rules for stage 1,
     /// beside the stage's own thread (which polls Kafka and keeps the
     /// state). 0 evaluates on the stage's thread. Unset: the cores beyond
-    /// two (Kafka clients and the other roles need those), so 0 on a
-    /// 2-core machine, where a worker only adds hand-over cost.
+    /// one, at most 8; so one worker on a 2-core machine, where it overlaps
+    /// decoding and evaluation with the stage thread's polling, stateful
+    /// half and commits (measured ~95k events/s against ~88k in place).
     pub match_workers: Option<usize>,
     /// How often an agency's collectors are checked for silence.
     #[serde(with = "duration")]
@@ -95,12 +96,12 @@ impl DetectorSection {
 }
 
 impl DetectorSection {
-    /// Stage 1's worker threads: as configured, else the cores beyond two.
+    /// Stage 1's worker threads: as configured, else the cores beyond one.
     pub fn match_workers(&self) -> usize {
         self.match_workers.unwrap_or_else(|| {
             std::thread::available_parallelism()
                 .map_or(1, |n| n.get())
-                .saturating_sub(2)
+                .saturating_sub(1)
                 .min(8)
         })
     }
@@ -404,10 +405,10 @@ mod tests {
     }
 
     #[test]
-    fn match_workers_default_to_the_cores_beyond_two() {
+    fn match_workers_default_to_the_cores_beyond_one() {
         let mut d = DetectorSection::default();
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        assert_eq!(d.match_workers(), cores.saturating_sub(2).min(8));
+        assert_eq!(d.match_workers(), cores.saturating_sub(1).min(8));
         d.match_workers = Some(3);
         assert_eq!(d.match_workers(), 3);
     }

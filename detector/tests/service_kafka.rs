@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use service_support::{collector_events, ids, reference_alert_ids, Detector, World};
 
-/// Switches a world's config to evaluating in place (`match_workers = 0`,
-/// the default on a 2-core machine) instead of on a worker thread.
+/// Switches a world's config to evaluating in place (`match_workers = 0`)
+/// instead of on a worker thread (the default on a 2-core machine).
 fn in_place(config: &std::path::Path) {
     let text = std::fs::read_to_string(config).expect("config");
     std::fs::write(
@@ -406,8 +406,9 @@ fn three_instances_give_the_ids_of_one_even_when_one_is_killed() {
                 &["match", "correlate"],
                 LIVE_CORRELATION,
             );
-            // Instances 0 and 2 evaluate in place (the default on two
-            // cores); 1 on a worker thread.
+            // Instances 0 and 2 evaluate in place; 1 on a worker thread
+            // (the default on two cores): both paths see the SIGKILL and
+            // the rebalance.
             if i != 1 {
                 in_place(&config);
             }
