@@ -198,11 +198,9 @@ pub fn event_id_text(parts: &[&[u8]]) -> EventId {
         at += p.len() + 1;
     }
     let hash = xxhash_rust::xxh3::xxh3_64(buf);
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut text = [0u8; 16];
-    for (i, b) in hash.to_be_bytes().iter().enumerate() {
-        text[2 * i] = DIGITS[usize::from(b >> 4)];
-        text[2 * i + 1] = DIGITS[usize::from(b & 0x0f)];
+    for (pair, &b) in text.chunks_exact_mut(2).zip(&hash.to_be_bytes()) {
+        pair.copy_from_slice(&hex_pair(b));
     }
     EventId(text)
 }
@@ -222,13 +220,17 @@ impl EventId {
 /// for the integer they encode), without the formatting machinery: the
 /// collector stamps an id on every event.
 fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
     for &b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+        out.extend(hex_pair(b).map(char::from));
     }
     out
+}
+
+/// The two lower-case hex digits of `b`, most significant first.
+fn hex_pair(b: u8) -> [u8; 2] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 0x0f)]]
 }
 
 /// Serde for timestamps as RFC 3339 with microseconds, matching events.
