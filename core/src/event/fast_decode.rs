@@ -17,7 +17,7 @@ use std::borrow::Cow;
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeSeed;
 
-use super::stream_decode::{Scalar, State};
+use super::stream_decode::{logsource_slot, logsource_text, Scalar, State};
 use super::{Event, LogSource, Value};
 
 /// Deeper nesting is left to the serde reader (and its own limit).
@@ -330,17 +330,8 @@ impl<'a> Reader<'a> {
         loop {
             let key = self.key()?;
             let value = self.scalar(2)?;
-            let slot = match key.as_ref() {
-                "product" => Some(&mut ls.product),
-                "service" => Some(&mut ls.service),
-                "category" => Some(&mut ls.category),
-                _ => None,
-            };
-            if let Some(slot) = slot {
-                *slot = match value {
-                    Value::Str(s) => Some(s),
-                    _ => None,
-                };
+            if let Some(slot) = logsource_slot(&mut ls, &key) {
+                *slot = logsource_text(value);
             }
             if !self.more(b'}')? {
                 break;

@@ -224,7 +224,7 @@ impl NameTable {
 }
 
 /// `@timestamp` and `event.ingested`: RFC 3339 text or epoch milliseconds.
-pub(super) fn ts_of(v: &Value) -> Option<DateTime<Utc>> {
+fn ts_of(v: &Value) -> Option<DateTime<Utc>> {
     match v {
         Value::Str(s) => parse_ts_str(s),
         Value::Int(ms) => DateTime::from_timestamp_millis(*ms),
@@ -461,6 +461,28 @@ impl<'de> Visitor<'de> for ListVisitor {
     }
 }
 
+/// The `logsource` attribute a key names; `None` for a key the wire form
+/// ignores there.
+pub(super) fn logsource_slot<'l>(
+    ls: &'l mut LogSource,
+    key: &str,
+) -> Option<&'l mut Option<String>> {
+    match key {
+        "product" => Some(&mut ls.product),
+        "service" => Some(&mut ls.service),
+        "category" => Some(&mut ls.category),
+        _ => None,
+    }
+}
+
+/// A `logsource` attribute's value: only text counts.
+pub(super) fn logsource_text(v: Value) -> Option<String> {
+    match v {
+        Value::Str(s) => Some(s),
+        _ => None,
+    }
+}
+
 /// `logsource`: the three Sigma attributes; anything else in it (or a
 /// logsource that is not an object) is ignored, as the wire form defines.
 struct LogSourceSeed;
@@ -480,19 +502,11 @@ impl<'de> Visitor<'de> for LogSourceSeed {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<LogSource, A::Error> {
         let mut ls = LogSource::default();
         while let Some(key) = map.next_key::<Key<'de>>()? {
-            let slot = match key.0.as_ref() {
-                "product" => &mut ls.product,
-                "service" => &mut ls.service,
-                "category" => &mut ls.category,
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                    continue;
-                }
+            let Some(slot) = logsource_slot(&mut ls, &key.0) else {
+                map.next_value::<IgnoredAny>()?;
+                continue;
             };
-            *slot = match map.next_value_seed(Scalar)? {
-                Value::Str(s) => Some(s),
-                _ => None,
-            };
+            *slot = logsource_text(map.next_value_seed(Scalar)?);
         }
         Ok(ls)
     }
