@@ -227,7 +227,7 @@ impl FileSource {
             rx,
             saved.clone(),
             store,
-            std::time::Duration::from_secs(1),
+            self.cfg.checkpoint_interval,
             pipeline.metrics().clone(),
             self.source.id.clone(),
         ));

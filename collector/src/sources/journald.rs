@@ -94,7 +94,7 @@ impl JournaldSource {
             rx,
             initial,
             CursorStore(self.cursor_path.clone()),
-            Duration::from_secs(1),
+            self.cfg.checkpoint_interval,
             pipeline.metrics().clone(),
             self.source.id.clone(),
         ));
