@@ -21,7 +21,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use service_support::{collector_events, ids, reference_alert_ids, Detector, World};
+use service_support::{
+    collector_events, describe_alerts, ids, reference_alert_ids, reference_alerts, Detector, World,
+};
 
 /// Switches a world's config to evaluating in place (`match_workers = 0`)
 /// instead of on a worker thread (the default on a 2-core machine).
@@ -424,7 +426,8 @@ fn three_instances_give_the_ids_of_one_even_when_one_is_killed() {
         );
     }
     let events = live_workload(&world, 24, || instances[1].kill());
-    let expected = reference_alert_ids(&world.agency, &events);
+    let reference = reference_alerts(&world.agency, &events);
+    let expected: BTreeSet<String> = reference.iter().map(|a| a.id.clone()).collect();
     assert!(
         expected.len() >= 8,
         "the workload should raise alerts: {expected:?}"
@@ -442,9 +445,14 @@ fn three_instances_give_the_ids_of_one_even_when_one_is_killed() {
     assert_eq!(
         got,
         expected,
-        "missing: {:?}\nextra: {:?}\n{logs}",
-        expected.difference(&got).collect::<Vec<_>>(),
-        got.difference(&expected).collect::<Vec<_>>(),
+        "missing:\n{}\nextra:\n{}\n{logs}",
+        describe_alerts(
+            expected.difference(&got),
+            reference
+                .iter()
+                .filter_map(|a| serde_json::to_value(a).ok())
+        ),
+        describe_alerts(got.difference(&expected), alerts.iter().cloned()),
     );
     assert!(kinds(&alerts)
         .iter()

@@ -328,6 +328,15 @@ pub fn collector_events(lines: &[String], observer: &str) -> Vec<(Event, String)
 /// The alert ids one uninterrupted in-process detector gives for `events`
 /// of `agency` (in this order), with the default settings of the service.
 pub fn reference_alert_ids(agency: &str, events: &[Event]) -> BTreeSet<String> {
+    reference_alerts(agency, events)
+        .into_iter()
+        .map(|a| a.id)
+        .collect()
+}
+
+/// The alerts one in-process pipeline raises for `events` (see
+/// [`reference_alert_ids`]).
+pub fn reference_alerts(agency: &str, events: &[Event]) -> Vec<qalqan_core::Alert> {
     let rules = Arc::new(LoadedRules::load(&rule_sources()).expect("rules load"));
     assert!(rules.problems.is_empty(), "{:?}", rules.problems);
     let metrics = Arc::new(Metrics::new());
@@ -354,7 +363,35 @@ pub fn reference_alert_ids(agency: &str, events: &[Event]) -> BTreeSet<String> {
         }
     }
     correlator.flush(&mut alerts);
-    alerts.into_iter().map(|a| a.id).collect()
+    alerts
+}
+
+/// One line per alert whose id is in `ids`: rule, group and window, to
+/// tell why two runs' ids differ.
+pub fn describe_alerts<'a>(
+    ids: impl IntoIterator<Item = &'a String>,
+    alerts: impl Iterator<Item = serde_json::Value>,
+) -> String {
+    let wanted: BTreeSet<&String> = ids.into_iter().collect();
+    alerts
+        .filter(|a| {
+            a["id"]
+                .as_str()
+                .is_some_and(|id| wanted.iter().any(|w| *w == id))
+        })
+        .map(|a| {
+            format!(
+                "  {} {} group={} window={}..{} events={}",
+                a["id"].as_str().unwrap_or_default(),
+                a["rule"]["title"],
+                a["group"],
+                a["window_start"],
+                a["window_end"],
+                a["evidence"].as_array().map_or(0, Vec::len)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// A producer to the world's Kafka as a collector configures one
