@@ -82,6 +82,13 @@ impl Packed {
 
     /// The fields in order (`None` for an absent entity).
     fn fields(&self) -> impl Iterator<Item = Option<&str>> {
+        self.raw_fields()
+            .map(|f| f.map(|v| std::str::from_utf8(v).unwrap_or("")))
+    }
+
+    /// The fields' bytes, not checked for UTF-8 (they were `&str` when
+    /// packed): for comparisons, which need no text.
+    fn raw_fields(&self) -> impl Iterator<Item = Option<&[u8]>> {
         let mut rest: &[u8] = &self.0;
         std::iter::from_fn(move || {
             let (len, tail) = rest.split_first_chunk::<4>()?;
@@ -93,7 +100,7 @@ impl Packed {
             let n = (n as usize).min(tail.len());
             let (v, tail) = tail.split_at(n);
             rest = tail;
-            Some(Some(std::str::from_utf8(v).unwrap_or("")))
+            Some(Some(v))
         })
     }
 
@@ -107,6 +114,16 @@ impl Packed {
 
     pub fn event_id(&self) -> &str {
         self.field(EVENT_ID).unwrap_or_default()
+    }
+
+    /// The event id's bytes: they order exactly as the text does (`str`
+    /// compares bytewise), without checking UTF-8 on every comparison of
+    /// a sort, where the text form showed in stage 2 profiles.
+    pub fn event_id_bytes(&self) -> &[u8] {
+        self.raw_fields()
+            .nth(EVENT_ID)
+            .flatten()
+            .unwrap_or_default()
     }
 
     pub fn original(&self) -> &str {
@@ -139,6 +156,19 @@ impl Packed {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_id_bytes_are_the_event_id() {
+        let entities = SignalEntities::default();
+        let p = Packed::build(Parts {
+            agency: "mof",
+            event_id: "ev-ä1",
+            original: "line",
+            entities: &entities,
+            group: &[],
+        });
+        assert_eq!(p.event_id_bytes(), "ev-ä1".as_bytes());
+    }
 
     #[test]
     fn round_trips_every_field() {

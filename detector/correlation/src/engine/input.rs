@@ -137,7 +137,7 @@ struct Firing {
 fn order(a: &Item, b: &Item) -> std::cmp::Ordering {
     (a.ts, a.ordinal)
         .cmp(&(b.ts, b.ordinal))
-        .then_with(|| (a.packed.event_id(), a.node).cmp(&(b.packed.event_id(), b.node)))
+        .then_with(|| (a.packed.event_id_bytes(), a.node).cmp(&(b.packed.event_id_bytes(), b.node)))
 }
 
 impl Input {
