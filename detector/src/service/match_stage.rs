@@ -29,7 +29,9 @@ use crate::service::kafka::{
     cached_high_watermark, consumer_config, next_in_batch, set_paused, LagReporter, Outputs,
     PlainContext, Progress,
 };
-use crate::service::match_workers::{MatchWorkers, MessageView, Outcome, OwnedMessage, CHUNK};
+use crate::service::match_workers::{
+    MatchWorkers, MessageView, Outcome, OwnedMessage, Spent, CHUNK,
+};
 use crate::service::Shared;
 
 /// Sends a bundle of signals to its partition of the signals topic; its
@@ -199,6 +201,9 @@ struct Sinks<'a> {
     bundler: &'a mut Bundler,
     matcher: &'a mut Matcher,
     out: &'a mut MatchOutput,
+    /// Events done with, to be freed on a worker ([`MatchWorkers::recycle`]);
+    /// `None` when evaluating in place (they are freed at once).
+    spent: Option<&'a mut Vec<Spent>>,
 }
 
 /// The stateful half of stage 1 for finished chunks, in message order.
@@ -225,6 +230,9 @@ impl Finish<'_> {
                     let now = Instant::now();
                     for item in done {
                         self.evaluated(item.message.view(), item.outcome, now);
+                    }
+                    if let Some(spent) = self.sinks.spent.as_deref_mut() {
+                        workers.recycle(std::mem::take(spent));
                     }
                 }
                 Ok(None) => break,
@@ -315,6 +323,9 @@ impl Sinks<'_> {
                         send_bundle(self.outputs, &cfg.topics.signals, full, self.bundler);
                     }
                 }
+                if let Some(spent) = self.spent.as_deref_mut() {
+                    spent.push((d, matches));
+                }
             }
         }
     }
@@ -361,6 +372,7 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
     let mut generation = shared.rules.generation();
     let mut matcher = Matcher::new(shared.rules.current(), &settings, Arc::clone(metrics));
     let mut out = MatchOutput::default();
+    let mut spent: Vec<Spent> = Vec::with_capacity(CHUNK);
     // Offsets polled in this batch (where an aborted batch reads again
     // from) and released in it (what it commits): with event-time
     // alignment, events polled in one batch may be released in a later one.
@@ -413,6 +425,7 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
                 bundler: &mut bundler,
                 matcher: &mut matcher,
                 out: &mut out,
+                spent: (!workers.in_place()).then_some(&mut spent),
             },
             aligner: &mut aligner,
             released: &mut released,
@@ -473,6 +486,9 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
         if fin.aligner.queued() > 0 {
             refresh_alignment(&consumer, fin.aligner, metrics);
             fin.release(Instant::now());
+        }
+        if let Some(spent) = fin.sinks.spent.as_deref_mut() {
+            workers.recycle(std::mem::take(spent));
         }
         if let Some(e) = lost {
             tracing::error!("{e:#}; the batch is aborted and read again");
