@@ -11,7 +11,9 @@
 //! * scale-out: three instances in one group, one SIGKILLed mid-stream,
 //!   give exactly the ids of one uninterrupted instance;
 //! * crash: SIGKILL and restart lose no alert, and ClickHouse holds each
-//!   alert once after dedup by id.
+//!   alert once after dedup by id;
+//! * abort: a batch aborted with outputs outstanding (a rebalance mid-batch)
+//!   returns at once and shows none of them.
 
 mod service_support;
 
@@ -602,4 +604,44 @@ fn a_broken_rule_set_is_refused_on_reload_and_the_running_one_stays() {
     );
     assert!(wait_for("192.0.2.3"), "{}", detector.log_text());
     assert!(detector.stop());
+}
+
+/// A rebalance in the middle of a batch aborts its transaction with
+/// outputs still waiting for their delivery reports. The abort must come
+/// back at once: it used to wait its whole 30 s timeout for reports that
+/// nothing served, holding stage 1 and its consumer's new partitions (the
+/// scale-out test then saw stage 2 count signals late). None of the
+/// aborted outputs may become visible.
+#[test]
+fn aborting_a_batch_with_outputs_outstanding_returns_at_once_and_shows_none() {
+    use qalqan_core::kafka::KafkaSettings;
+    use qalqan_detector::service::kafka::Outputs;
+
+    let brokers = qalqan_testkit::kafka_brokers();
+    let topic = qalqan_testkit::unique("t.abort");
+    qalqan_testkit::create_topic(&topic, 1);
+    let outputs = Outputs::transactional(
+        &KafkaSettings::plaintext(&brokers),
+        "abort-test",
+        &qalqan_testkit::unique("abort-txn"),
+    )
+    .expect("a transactional producer");
+    outputs.begin_transaction().expect("a transaction begins");
+    for i in 0..500 {
+        outputs.send(&topic, b"k", format!("aborted {i}").as_bytes(), None, None);
+    }
+    let started = Instant::now();
+    assert!(outputs.abort_transaction(), "the abort failed");
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "the abort took {took:?} (its timeout is 30 s)"
+    );
+    qalqan_testkit::produce(&brokers, &topic, &[(Some("k"), "after")]);
+    let seen = qalqan_testkit::consume_all(&brokers, &topic, 1, Duration::from_secs(30));
+    let payloads: Vec<String> = seen
+        .iter()
+        .map(|m| String::from_utf8_lossy(m.payload.as_deref().unwrap_or_default()).into_owned())
+        .collect();
+    assert_eq!(payloads, ["after"], "aborted outputs became visible");
 }

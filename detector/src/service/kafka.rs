@@ -253,6 +253,10 @@ pub struct Outputs {
 /// How long a transaction call may take before the batch is given up.
 const TXN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long an abort first serves delivery reports (milliseconds while the
+/// brokers are well; longer only when they are not).
+const ABORT_DRAIN: Duration = Duration::from_secs(5);
+
 impl Outputs {
     pub fn new(kafka: &KafkaSettings, client_id: &str) -> anyhow::Result<Outputs> {
         Self::build(kafka, client_id, None)
@@ -349,6 +353,18 @@ impl Outputs {
     /// Aborts the open transaction: none of its outputs become visible.
     /// False when the producer cannot go on (make a new one).
     pub fn abort_transaction(&self) -> bool {
+        // librdkafka's abort waits until every message of the transaction
+        // has had its delivery report served, and this producer's reports
+        // are served only by polling it, which nothing does while the abort
+        // blocks. A rebalance in the middle of a batch then held the stage
+        // for the whole TXN_TIMEOUT (30 s), and with it the consumer's new
+        // partitions: stage 2 counted their signals late. Served here
+        // first, the messages are delivered (into the aborted transaction,
+        // invisible to read_committed consumers) and the abort finds
+        // nothing outstanding.
+        if self.wait_delivered(ABORT_DRAIN).is_err() {
+            tracing::warn!("outputs still unconfirmed before an abort; the abort waits for them");
+        }
         self.state.failed.store(0, Ordering::Release);
         match self.producer.abort_transaction(TXN_TIMEOUT) {
             Ok(()) => true,
