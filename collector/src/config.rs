@@ -980,15 +980,11 @@ fn validate_source(key: &str, src: &SourceConfig) -> Result<(), Invalid> {
                 }
             }
             validate_frame(&format!("{key}.max_line_bytes"), f.max_line_bytes)?;
-            if f.poll_interval < Duration::from_millis(10)
-                || f.poll_interval > Duration::from_secs(60)
-            {
-                return Err(bad(
-                    format!("{key}.poll_interval"),
-                    "is outside 10ms..60s",
-                    "use e.g. `250ms`",
-                ));
-            }
+            validate_interval(
+                &format!("{key}.poll_interval"),
+                f.poll_interval,
+                "use e.g. `250ms`",
+            )?;
             validate_checkpoint_interval(key, f.checkpoint_interval)?;
             if f.glob_interval < Duration::from_millis(10) {
                 return Err(bad(
@@ -1013,12 +1009,17 @@ fn validate_source(key: &str, src: &SourceConfig) -> Result<(), Invalid> {
 }
 
 fn validate_checkpoint_interval(key: &str, every: Duration) -> Result<(), Invalid> {
+    validate_interval(
+        &format!("{key}.checkpoint_interval"),
+        every,
+        "use e.g. `250ms`; longer means more events sent again after a crash",
+    )
+}
+
+/// A source's polling or saving interval: 10 ms to a minute.
+fn validate_interval(key: &str, every: Duration, fix: &str) -> Result<(), Invalid> {
     if every < Duration::from_millis(10) || every > Duration::from_secs(60) {
-        return Err(bad(
-            format!("{key}.checkpoint_interval"),
-            "is outside 10ms..60s",
-            "use e.g. `250ms`; longer means more events sent again after a crash",
-        ));
+        return Err(bad(key, "is outside 10ms..60s", fix));
     }
     Ok(())
 }

@@ -104,8 +104,15 @@ impl Packed {
         })
     }
 
+    /// Field `i`'s bytes (`None` when absent); the fields before it are
+    /// skipped without checking their text.
+    fn raw_field(&self, i: usize) -> Option<&[u8]> {
+        self.raw_fields().nth(i).flatten()
+    }
+
     fn field(&self, i: usize) -> Option<&str> {
-        self.fields().nth(i).flatten()
+        self.raw_field(i)
+            .map(|v| std::str::from_utf8(v).unwrap_or(""))
     }
 
     pub fn agency(&self) -> &str {
@@ -120,10 +127,7 @@ impl Packed {
     /// compares bytewise), without checking UTF-8 on every comparison of
     /// a sort, where the text form showed in stage 2 profiles.
     pub fn event_id_bytes(&self) -> &[u8] {
-        self.raw_fields()
-            .nth(EVENT_ID)
-            .flatten()
-            .unwrap_or_default()
+        self.raw_field(EVENT_ID).unwrap_or_default()
     }
 
     pub fn original(&self) -> &str {

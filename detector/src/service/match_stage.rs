@@ -231,15 +231,20 @@ impl Finish<'_> {
                     for item in done {
                         self.evaluated(item.message.view(), item.outcome, now);
                     }
-                    if let Some(spent) = self.sinks.spent.as_deref_mut() {
-                        workers.recycle(std::mem::take(spent));
-                    }
+                    self.free_spent(workers);
                 }
                 Ok(None) => break,
                 Err(e) => {
                     lost.get_or_insert(e);
                 }
             }
+        }
+    }
+
+    /// Hands the events the sinks are done with to a worker to free.
+    fn free_spent(&mut self, workers: &mut MatchWorkers) {
+        if let Some(spent) = self.sinks.spent.as_deref_mut() {
+            workers.recycle(std::mem::take(spent));
         }
     }
 
@@ -487,9 +492,7 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
             refresh_alignment(&consumer, fin.aligner, metrics);
             fin.release(Instant::now());
         }
-        if let Some(spent) = fin.sinks.spent.as_deref_mut() {
-            workers.recycle(std::mem::take(spent));
-        }
+        fin.free_spent(&mut workers);
         if let Some(e) = lost {
             tracing::error!("{e:#}; the batch is aborted and read again");
             if in_txn && !outputs.abort_transaction() {
