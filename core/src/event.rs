@@ -600,9 +600,51 @@ pub fn format_ts(ts: &DateTime<Utc>) -> String {
 }
 
 fn parse_ts_str(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s)
-        .ok()
-        .map(|d| d.with_timezone(&Utc))
+    parse_ts_utc(s).or_else(|| {
+        DateTime::parse_from_rfc3339(s)
+            .ok()
+            .map(|d| d.with_timezone(&Utc))
+    })
+}
+
+/// The form every collector writes, `2026-11-28T09:11:06.871201Z` (UTC,
+/// 0 to 9 fraction digits), read directly; anything else is `None` and
+/// left to chrono's RFC 3339 reader. Each event carries two times; reading
+/// them here takes about 250 fewer instructions per event (1% of decoding
+/// the detector's bench events).
+fn parse_ts_utc(s: &str) -> Option<DateTime<Utc>> {
+    let b = s.as_bytes();
+    let (head, fraction) = (b.get(..19)?, b.get(19..b.len().checked_sub(1)?)?);
+    if b.last() != Some(&b'Z') {
+        return None;
+    }
+    let num = |range: std::ops::Range<usize>| {
+        head.get(range)?.iter().try_fold(0u32, |n, &c| {
+            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+        })
+    };
+    let seps = [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')];
+    if seps.iter().any(|&(at, c)| head[at] != c) {
+        return None;
+    }
+    let nanos = match fraction {
+        [] => 0,
+        [b'.', digits @ ..] if (1..=9).contains(&digits.len()) => {
+            let n = digits.iter().try_fold(0u32, |n, &c| {
+                c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+            })?;
+            n * 10u32.pow(9 - digits.len() as u32)
+        }
+        _ => return None,
+    };
+    let (second, minute, hour) = (num(17..19)?, num(14..16)?, num(11..13)?);
+    if second > 59 {
+        // A leap second: chrono's reader decides.
+        return None;
+    }
+    let date = chrono::NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)?;
+    let time = date.and_hms_nano_opt(hour, minute, second, nanos)?;
+    Some(time.and_utc())
 }
 
 fn parse_ts_json(v: &Json) -> Option<DateTime<Utc>> {
@@ -659,6 +701,45 @@ fn insert_dotted(root: &mut Map<String, Json>, name: &str, value: Json) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn collector_times_are_read_directly_and_as_chrono_reads_them() {
+        let chrono_reads = |s: &str| {
+            DateTime::parse_from_rfc3339(s)
+                .ok()
+                .map(|d| d.with_timezone(&Utc))
+        };
+        let direct = [
+            "2026-11-28T09:11:06.871201Z",
+            "2026-11-28T09:11:06Z",
+            "2024-02-29T23:59:59.999999999Z",
+            "1970-01-01T00:00:00.1Z",
+            "0001-01-01T00:00:00Z",
+        ];
+        for s in direct {
+            assert!(parse_ts_utc(s).is_some(), "{s} not read directly");
+            assert_eq!(parse_ts_utc(s), chrono_reads(s), "{s}");
+        }
+        let elsewhere = [
+            "2026-11-28T09:11:06+05:00",
+            "2026-11-28t09:11:06z",
+            "2026-11-28 09:11:06Z",
+            "2016-12-31T23:59:60Z",
+            "2026-11-28T09:11:06.Z",
+            "2026-11-28T09:11:06.1234567890Z",
+            "2023-02-29T00:00:00Z",
+            "2026-13-01T00:00:00Z",
+            "2026-11-28T24:00:00Z",
+            "2026-11-28T09:11:0xZ",
+            "2026-11-28T09:11:06",
+            "",
+            "Z",
+        ];
+        for s in elsewhere {
+            assert_eq!(parse_ts_utc(s), None, "{s} read directly");
+            assert_eq!(parse_ts_str(s), chrono_reads(s), "{s}");
+        }
+    }
+
     use super::*;
 
     fn sample() -> Event {
