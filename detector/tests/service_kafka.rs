@@ -13,7 +13,9 @@
 //! * crash: SIGKILL and restart lose no alert, and ClickHouse holds each
 //!   alert once after dedup by id;
 //! * abort: a batch aborted with outputs outstanding (a rebalance mid-batch)
-//!   returns at once and shows none of them.
+//!   returns at once and shows none of them;
+//! * reload: a broken rule set is refused and the running one stays; rules
+//!   reloaded while a backlog streams lose and repeat no event.
 
 mod service_support;
 
@@ -523,41 +525,58 @@ fn a_killed_and_restarted_detector_loses_no_alert_and_clickhouse_holds_each_once
     assert!(restarted.stop());
 }
 
+/// A single-event rule on web access lines whose user agent contains `ua`.
+fn user_agent_rule(title: &str, ua: &str) -> String {
+    format!(
+        "title: {title}\nid: 6a1f7a52-1111-4b7a-9d0e-{:012}\nauthor: test\nlevel: high\nlogsource: {{category: webserver}}\ndetection:\n  sel:\n    user_agent.original|contains: {ua}\n  condition: sel\n",
+        ua.len()
+    )
+}
+
+/// A stage 1 config for `world` reading its rules from `world.dir/rules`
+/// (made here, holding the "Odd agent" [`user_agent_rule`]); `watch` sets
+/// the rule directory's watch (every 500 ms).
+fn private_rules_config(world: &World, name: &str, watch: bool) -> std::path::PathBuf {
+    let rules = world.dir.join("rules");
+    std::fs::create_dir_all(&rules).expect("rules dir");
+    std::fs::write(
+        rules.join("ua.yml"),
+        user_agent_rule("Odd agent", "oddagent"),
+    )
+    .expect("rule");
+    let config = world.config(name, &["match"], "");
+    let text = std::fs::read_to_string(&config).expect("config");
+    let root = qalqan_testkit::workspace_root();
+    let mut text = text.replace(
+        &format!("paths = [{:?}]", root.join("rules").display().to_string()),
+        &format!("paths = [{:?}]", rules.display().to_string()),
+    );
+    if watch {
+        text = text.replace("watch = false", "watch = true\nwatch_interval = \"500ms\"");
+    }
+    std::fs::write(&config, text).expect("config");
+    config
+}
+
+/// A collector event for a web access line from `ip` with user agent `ua`,
+/// keyed by its host.
+fn web_event(ip: &str, ua: &str) -> (Option<String>, String) {
+    let line =
+        format!("{ip} - - [27/Nov/2026:05:00:01 +0000] \"GET / HTTP/1.1\" 200 1 \"-\" \"{ua}\"");
+    let ev = qalqan_core::parse::Parser::default()
+        .parse(line.as_bytes(), qalqan_core::event::now_micros())
+        .event;
+    (Some("h".to_string()), ev.to_json_string())
+}
+
 #[test]
 fn a_broken_rule_set_is_refused_on_reload_and_the_running_one_stays() {
     let world = World::new("reload", 1, 1, false);
     let rules = world.dir.join("rules");
-    std::fs::create_dir_all(&rules).expect("rules dir");
-    let rule = |title: &str, ua: &str| {
-        format!(
-            "title: {title}\nid: 6a1f7a52-1111-4b7a-9d0e-{:012}\nauthor: test\nlevel: high\nlogsource: {{category: webserver}}\ndetection:\n  sel:\n    user_agent.original|contains: {ua}\n  condition: sel\n",
-            ua.len()
-        )
-    };
-    std::fs::write(rules.join("ua.yml"), rule("Odd agent", "oddagent")).expect("rule");
-    let config = world.config("reload", &["match"], "");
-    // Point the config at the private rule dir.
-    let text = std::fs::read_to_string(&config).expect("config");
-    let root = qalqan_testkit::workspace_root();
-    let text = text.replace(
-        &format!("paths = [{:?}]", root.join("rules").display().to_string()),
-        &format!("paths = [{:?}]", rules.display().to_string()),
-    );
-    std::fs::write(
-        &config,
-        text.replace("watch = false", "watch = true\nwatch_interval = \"500ms\""),
-    )
-    .expect("config");
+    let config = private_rules_config(&world, "reload", true);
+    let rule = user_agent_rule;
     let mut detector = Detector::start(&config, "reload");
-    let web = |ip: &str, ua: &str| {
-        let line = format!(
-            "{ip} - - [27/Nov/2026:05:00:01 +0000] \"GET / HTTP/1.1\" 200 1 \"-\" \"{ua}\""
-        );
-        let ev = qalqan_core::parse::Parser::default()
-            .parse(line.as_bytes(), qalqan_core::event::now_micros())
-            .event;
-        (Some("h".to_string()), ev.to_json_string())
-    };
+    let web = web_event;
     let wait_for = |ip: &str| {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -603,6 +622,90 @@ fn a_broken_rule_set_is_refused_on_reload_and_the_running_one_stays() {
         &[web("192.0.2.3", "newagent-x/1")],
     );
     assert!(wait_for("192.0.2.3"), "{}", detector.log_text());
+    assert!(detector.stop());
+}
+
+/// Rules reloaded while stage 1 works through a backlog: batches that read
+/// ahead (the next batch's first chunks go to the match worker while one
+/// commits) drop what they read ahead and read it again with the new
+/// rules. Every matching event must still alert exactly once.
+#[test]
+fn rules_reloaded_while_a_backlog_streams_lose_and_repeat_no_event() {
+    let world = World::new("reloadflow", 3, 1, false);
+    let config = private_rules_config(&world, "reloadflow", false);
+    let mut detector = Detector::start(&config, "reloadflow");
+    // 80,000 events over about 8 s; every 20th matches, each from its own
+    // address: one alert each (suppression is per address).
+    const EVENTS: usize = 80_000;
+    let expected: BTreeSet<String> = (0..EVENTS)
+        .filter(|i| i % 20 == 7)
+        .map(|i| format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255))
+        .collect();
+    let streaming = {
+        let world_brokers = world.brokers.clone();
+        let topic = world.events_topic.clone();
+        std::thread::spawn(move || {
+            let producer = rdkafka::ClientConfig::new()
+                .set("bootstrap.servers", &world_brokers)
+                .set("acks", "all")
+                .set("enable.idempotence", "true")
+                .set("linger.ms", "5")
+                .create::<rdkafka::producer::ThreadedProducer<_>>()
+                .expect("producer");
+            for i in 0..EVENTS {
+                let ip = format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255);
+                let ua = if i % 20 == 7 {
+                    format!("oddagent/{i}")
+                } else {
+                    "Mozilla/5.0".to_string()
+                };
+                let (key, json) = web_event(&ip, &ua);
+                let key = key.unwrap_or_default();
+                let record = rdkafka::producer::BaseRecord::to(&topic)
+                    .key(key.as_str())
+                    .payload(json.as_str())
+                    .partition((i % 3) as i32);
+                service_support::send_waiting(&producer, record);
+                if i % 1000 == 999 {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+            rdkafka::producer::Producer::flush(&producer, Duration::from_secs(60)).expect("flush");
+        })
+    };
+    // Reload again and again while the events stream.
+    let mut reloads = 0;
+    while !streaming.is_finished() {
+        std::thread::sleep(Duration::from_millis(400));
+        detector.signal("HUP");
+        reloads += 1;
+    }
+    streaming.join().expect("producer thread");
+    assert!(reloads >= 5, "the stream ended too soon");
+    let alerts = world.alerts_until(expected.len(), 240);
+    let log = detector.log_text();
+    let switched = log
+        .matches("stage 1 switched to the reloaded rule set")
+        .count();
+    assert!(switched >= 1, "no reload reached stage 1\n{log}");
+    let got: BTreeSet<String> = alerts
+        .iter()
+        .filter_map(|a| a["entities"]["source_ips"][0].as_str().map(str::to_owned))
+        .collect();
+    let missing: Vec<_> = expected.difference(&got).take(10).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} events lost their alert after {switched} reloads, e.g. {missing:?}",
+        expected.difference(&got).count(),
+        expected.len()
+    );
+    assert_eq!(got.len(), expected.len(), "alerts for events never sent");
+    assert_eq!(
+        alerts.len(),
+        ids(&alerts).len(),
+        "an alert was written twice"
+    );
+    assert_eq!(ids(&alerts).len(), expected.len());
     assert!(detector.stop());
 }
 
