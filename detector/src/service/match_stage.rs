@@ -7,13 +7,6 @@
 //! stable hash of [`qalqan_correlation::Signal::signal_key`] and stamped
 //! with event time (see [`crate::service::bundle`]), so stage 2 finds every
 //! signal of one group key in one partition and can seek back by time.
-//!
-//! Each batch is one transaction. While it commits (10-20 ms of waiting
-//! for the broker per 100 ms batch in the service bench) the stage reads
-//! ahead: the next batch's first chunks go to the match workers, so they
-//! decode and evaluate instead of idling. Read-ahead messages belong to the
-//! next batch; whatever ends that batch early (a failed commit, a
-//! rebalance, a rule reload) drops their results and reads them again.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -65,56 +58,6 @@ pub fn send_alert(outputs: &Outputs, topic: &str, alert: &Alert) {
         Some(Utc::now().timestamp_millis()),
         None,
     );
-}
-
-/// Polls what the consumer already holds, up to the workers' read-ahead
-/// capacity, and hands it to them as the next batch's first chunks; its
-/// offsets are noted in `ahead`. Returns how many messages were read.
-fn read_ahead(
-    consumer: &BaseConsumer<PlainContext>,
-    workers: &mut MatchWorkers,
-    rules: &Arc<crate::pipeline::rules::LoadedRules>,
-    ahead: &mut Progress,
-) -> usize {
-    let limit = workers.read_ahead_capacity() * CHUNK;
-    let mut read = 0;
-    let mut chunk: Vec<OwnedMessage> = Vec::with_capacity(CHUNK);
-    while read < limit {
-        // Only what has been fetched already: the commit is waiting.
-        let msg = match consumer.poll(Duration::ZERO) {
-            None => break,
-            Some(Ok(msg)) => msg,
-            Some(Err(e)) => {
-                tracing::warn!("stage 1 consumer: {e}");
-                break;
-            }
-        };
-        ahead.handled(msg.topic(), msg.partition(), msg.offset());
-        chunk.push(workers.own(&msg));
-        read += 1;
-        if chunk.len() == CHUNK {
-            workers.submit(
-                rules,
-                std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK)),
-            );
-        }
-    }
-    workers.submit(rules, chunk);
-    read
-}
-
-/// Drops the read-ahead results (their messages are read again): on a
-/// worker's death, new workers.
-fn drop_read_ahead(
-    workers: &mut MatchWorkers,
-    decoder: &Arc<Decoder>,
-    count: usize,
-    threads: usize,
-) -> anyhow::Result<()> {
-    if count > 0 && workers.discard().is_err() {
-        *workers = MatchWorkers::new(threads, Arc::clone(decoder))?;
-    }
-    Ok(())
 }
 
 /// Seeks every partition of an aborted batch back to its first message
@@ -444,11 +387,6 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
         cfg.detector
             .align_settings(cfg.correlation.allowed_lateness),
     );
-    // Offsets of the messages read ahead while the last batch committed,
-    // and how many there are (see the module's description).
-    let mut ahead = Progress::default();
-    let mut carried = 0usize;
-    let threads = cfg.detector.match_workers();
     let mut rebalances = consumer.context().rebalances.load(Ordering::Acquire);
     let mut last_silence_check = Instant::now();
     tracing::info!(%group, events = %cfg.topics.events, raw = %cfg.topics.raw, workers = cfg.detector.match_workers(), align = aligner.enabled(), "stage 1 (match) started");
@@ -461,10 +399,6 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
             // come again, and nothing polled since the assignment (in a
             // batch the rebalance aborted) is skipped.
             rebalances = seen;
-            // Read-ahead messages come again from the committed offsets.
-            drop_read_ahead(&mut workers, &decoder, carried, threads)?;
-            carried = 0;
-            polled.clear();
             forget_held(&consumer, &mut aligner, false);
             let now = Instant::now();
             for (topic, partition, from) in assigned_from(&consumer) {
@@ -477,25 +411,16 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
         }
         if shared.rules.generation() != generation {
             generation = shared.rules.generation();
-            // Read-ahead and held events were evaluated with the old rules:
-            // read them again (held ones, older, seek last).
-            drop_read_ahead(&mut workers, &decoder, carried, threads)?;
-            carried = 0;
-            for (topic, partition, offset) in polled.first_offsets() {
-                seek(&consumer, topic, partition, Offset::Offset(offset));
-            }
-            polled.clear();
+            // Held events were evaluated with the old rules: read them again.
             forget_held(&consumer, &mut aligner, true);
             matcher.replace_rules(shared.rules.current(), &settings);
             tracing::info!("stage 1 switched to the reloaded rule set");
         }
         let started = Instant::now();
         let mut clock = started;
-        // Messages read ahead are this batch's first.
-        let mut handled = std::mem::take(&mut carried);
+        let mut handled = 0usize;
         let mut in_txn = false;
-        let mut deadline: Option<Instant> =
-            (handled > 0).then(|| started + cfg.detector.batch_wait);
+        let mut deadline: Option<Instant> = None;
         let mut lost: Option<anyhow::Error> = None;
         let mut chunk: Vec<OwnedMessage> = Vec::with_capacity(CHUNK);
         let mut fin = Finish {
@@ -510,14 +435,12 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
             aligner: &mut aligner,
             released: &mut released,
         };
-        if handled > 0 || fin.aligner.queued() > 0 {
-            outputs.begin_transaction()?;
-            in_txn = true;
-        }
         if fin.aligner.queued() > 0 {
             // Partitions found at their end or silent since the last batch
             // may let held events go.
             refresh_alignment(&consumer, fin.aligner, metrics);
+            outputs.begin_transaction()?;
+            in_txn = true;
             fin.release(Instant::now());
         }
         while handled < cfg.detector.batch_size && lost.is_none() {
@@ -617,11 +540,6 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
             }
             continue;
         }
-        // Read ahead before the last look for a rebalance: polling is what
-        // runs the consumer's rebalance callback.
-        if !workers.in_place() {
-            carried = read_ahead(&consumer, &mut workers, matcher.rules(), &mut ahead);
-        }
         if consumer.context().rebalances.load(Ordering::Acquire) != rebalances {
             // The partitions were handed out again and restart from their
             // committed offsets; this batch's outputs must not appear.
@@ -630,10 +548,7 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
                 outputs = new_outputs()?;
             }
             // The next round sees the rebalance and seeks every partition
-            // back to its committed offset (read-ahead messages too).
-            drop_read_ahead(&mut workers, &decoder, carried, threads)?;
-            carried = 0;
-            ahead.clear();
+            // back to its committed offset.
             polled.clear();
             released.clear();
             continue;
@@ -643,7 +558,6 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
         let r = outputs.commit_transaction(&consumer, &offsets);
         tracing::debug!(
             messages = handled,
-            read_ahead = carried,
             held = aligner.queued(),
             process_ms = t_commit.duration_since(started).as_millis() as u64,
             commit_ms = t_commit.elapsed().as_millis() as u64,
@@ -656,20 +570,11 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
                 // same transactional id fences the old one off.
                 outputs = new_outputs()?;
             }
-            // The read-ahead is read again with the batch.
-            drop_read_ahead(&mut workers, &decoder, carried, threads)?;
-            carried = 0;
-            for (topic, partition, offset) in ahead.first_offsets() {
-                polled.handled(topic, partition, offset);
-            }
-            ahead.clear();
             rewind(&consumer, &mut polled, &mut released, &mut aligner);
             continue;
         }
-        released.clear();
-        // The next batch starts with the read-ahead messages.
         polled.clear();
-        std::mem::swap(&mut polled, &mut ahead);
+        released.clear();
         metrics
             .stage_latency
             .with_label_values(&["match"])

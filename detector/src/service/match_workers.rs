@@ -97,18 +97,10 @@ enum Work {
 }
 
 /// Jobs and frees a worker's queue holds. Jobs are limited by the stage
-/// (it waits when [`MatchWorkers::capacity`] chunks are out, or
-/// [`READ_AHEAD_CHUNKS`] while a batch commits), so the room beyond that
-/// is for frees, which are dropped at the stage when it is full. A worker
-/// holds one chunk more and its results queue two: a stage that hands out
-/// at most `LANE_QUEUE` chunks without taking any back never blocks.
-const LANE_QUEUE: usize = 16;
-
-/// Chunks per worker the stage hands out for the next batch while the
-/// current one commits (see `match_stage`): about 15 ms of a worker's
-/// decoding and evaluation, the time a commit takes in the service bench.
-pub const READ_AHEAD_CHUNKS: usize = 12;
-const _: () = assert!(READ_AHEAD_CHUNKS < LANE_QUEUE);
+/// (it waits when [`MatchWorkers::capacity`] chunks are out), so the
+/// room beyond that is for frees, which are dropped at the stage when
+/// it is full.
+const LANE_QUEUE: usize = 8;
 
 /// The worker threads, or the in-place evaluator when there are none.
 pub struct MatchWorkers {
@@ -243,20 +235,6 @@ impl MatchWorkers {
             // Full or gone: `spent` comes back and is dropped here.
             let _ = tx.try_send(Work::Free(spent));
         }
-    }
-
-    /// Drops the results of every chunk handed out (read ahead for a
-    /// batch that will not run: its messages are read again). An error
-    /// means a worker died; the caller starts new ones.
-    pub fn discard(&mut self) -> anyhow::Result<()> {
-        while self.next_done()?.is_some() {}
-        Ok(())
-    }
-
-    /// How many chunks may be read ahead (see [`READ_AHEAD_CHUNKS`]);
-    /// none when evaluating in place.
-    pub fn read_ahead_capacity(&self) -> usize {
-        self.lanes.len() * READ_AHEAD_CHUNKS
     }
 
     /// Chunks handed out and not yet taken back.
@@ -417,62 +395,6 @@ mod tests {
     }
 
     use qalqan_sigma::RuleIdx;
-
-    #[test]
-    fn a_whole_read_ahead_is_handed_out_without_taking_any_back_and_can_be_dropped() {
-        let rules = project_rules();
-        let all = messages();
-        let decoder = Arc::new(
-            Decoder::new(&TopicsSection::default(), ParseOptions::default()).expect("topics"),
-        );
-        for workers in [1, 2] {
-            let mut pool = MatchWorkers::new(workers, Arc::clone(&decoder)).expect("start");
-            assert_eq!(pool.read_ahead_capacity(), workers * READ_AHEAD_CHUNKS);
-            // A batch's spent events are freed just before its commit reads ahead.
-            pool.submit(&rules, all[..10].iter().map(copy).collect());
-            let spent: Vec<Spent> = pool
-                .next_done()
-                .expect("no worker lost")
-                .expect("a chunk was out")
-                .into_iter()
-                .filter_map(|e| e.outcome.ok())
-                .collect();
-            pool.recycle(spent);
-            // Handing out the whole read-ahead must not block the stage,
-            // whose thread is the one that takes results back: a watchdog
-            // fails the test instead of letting it hang.
-            let (done_tx, done_rx) = std::sync::mpsc::channel();
-            let ahead = pool.read_ahead_capacity();
-            let chunks: Vec<Vec<OwnedMessage>> = (0..ahead)
-                .map(|i| {
-                    let at = (i * 7) % (all.len() - 7);
-                    all[at..at + 7].iter().map(copy).collect()
-                })
-                .collect();
-            let rules_for_thread = Arc::clone(&rules);
-            let handing = std::thread::spawn(move || {
-                for chunk in chunks {
-                    pool.submit(&rules_for_thread, chunk);
-                }
-                let _ = done_tx.send(());
-                pool
-            });
-            done_rx
-                .recv_timeout(std::time::Duration::from_secs(20))
-                .expect("handing out a read-ahead blocked the stage");
-            let mut pool = handing.join().expect("no panic");
-            assert_eq!(pool.outstanding(), ahead);
-            // Dropped: nothing is left out, and the next chunk's results are
-            // the next to come back.
-            pool.discard().expect("no worker lost");
-            assert_eq!(pool.outstanding(), 0);
-            pool.submit(&rules, all[20..25].iter().map(copy).collect());
-            let next = pool.next_done().expect("no worker lost").expect("one out");
-            let offsets: Vec<i64> = next.iter().map(|e| e.message.offset).collect();
-            assert_eq!(offsets, [20, 21, 22, 23, 24], "{workers} workers");
-            assert!(pool.next_done().expect("no worker lost").is_none());
-        }
-    }
 
     #[test]
     fn workers_give_the_in_place_results_in_message_order() {
