@@ -618,22 +618,21 @@ fn parse_ts_utc(s: &str) -> Option<DateTime<Utc>> {
     if b.last() != Some(&b'Z') {
         return None;
     }
-    let num = |range: std::ops::Range<usize>| {
-        head.get(range)?.iter().try_fold(0u32, |n, &c| {
+    // ASCII digits as a number; `None` for anything else.
+    let digits = |text: &[u8]| {
+        text.iter().try_fold(0u32, |n, &c| {
             c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
         })
     };
+    let num = |range: std::ops::Range<usize>| digits(head.get(range)?);
     let seps = [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')];
     if seps.iter().any(|&(at, c)| head[at] != c) {
         return None;
     }
     let nanos = match fraction {
         [] => 0,
-        [b'.', digits @ ..] if (1..=9).contains(&digits.len()) => {
-            let n = digits.iter().try_fold(0u32, |n, &c| {
-                c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
-            })?;
-            n * 10u32.pow(9 - digits.len() as u32)
+        [b'.', tail @ ..] if (1..=9).contains(&tail.len()) => {
+            digits(tail)? * 10u32.pow(9 - tail.len() as u32)
         }
         _ => return None,
     };
@@ -701,6 +700,8 @@ fn insert_dotted(root: &mut Map<String, Json>, name: &str, value: Json) {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn collector_times_are_read_directly_and_as_chrono_reads_them() {
         let chrono_reads = |s: &str| {
@@ -739,8 +740,6 @@ mod tests {
             assert_eq!(parse_ts_str(s), chrono_reads(s), "{s}");
         }
     }
-
-    use super::*;
 
     fn sample() -> Event {
         let now = Utc

@@ -372,13 +372,9 @@ pub fn describe_alerts<'a>(
     ids: impl IntoIterator<Item = &'a String>,
     alerts: impl Iterator<Item = serde_json::Value>,
 ) -> String {
-    let wanted: BTreeSet<&String> = ids.into_iter().collect();
+    let wanted: BTreeSet<&str> = ids.into_iter().map(String::as_str).collect();
     alerts
-        .filter(|a| {
-            a["id"]
-                .as_str()
-                .is_some_and(|id| wanted.iter().any(|w| *w == id))
-        })
+        .filter(|a| a["id"].as_str().is_some_and(|id| wanted.contains(id)))
         .map(|a| {
             format!(
                 "  {} {} group={} window={}..{} events={}",
