@@ -14,6 +14,11 @@
 #![allow(clippy::type_complexity, clippy::match_like_matches_macro)] // test oracles, written to be read against the spec
 
 mod common;
+mod oracle;
+
+#[path = "../benches/lanes/mod.rs"]
+#[allow(dead_code)] // the Windows lane is out of this file's scope
+mod lanes;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -25,6 +30,13 @@ use qalqan_sigma::synth::positive_event;
 use qalqan_sigma::{Engine, LogsourceSpec, Pipeline};
 
 fn pipelines() -> Vec<Pipeline> {
+    pipeline_files()
+        .iter()
+        .map(|p| Pipeline::from_path(p).expect("shipped pipeline loads"))
+        .collect()
+}
+
+fn pipeline_files() -> Vec<PathBuf> {
     let dir = common::workspace().join("rules/pipelines");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .expect("rules/pipelines exists")
@@ -33,9 +45,6 @@ fn pipelines() -> Vec<Pipeline> {
         .collect();
     files.sort();
     files
-        .iter()
-        .map(|p| Pipeline::from_path(p).expect("shipped pipeline loads"))
-        .collect()
 }
 
 fn corpus_engine() -> Engine {
@@ -123,6 +132,194 @@ fn every_in_scope_rule_fires_on_its_synthetic_positive() {
     assert!(
         missing.is_empty(),
         "no positive could be built for: {missing:?}"
+    );
+}
+
+/// Variants of a positive that should each change what fires, or not:
+/// every field the rule reads set to an address or a word; every field
+/// removed in turn; every text field changed to an unrelated
+/// value, upper-cased, or given text before or after it (which breaks
+/// exact, prefix and suffix matches but not substrings); addresses moved in
+/// and out of private ranges; the raw line replaced or upper-cased.
+fn near_misses(ev: &Event, rule_fields: &[String]) -> Vec<Event> {
+    let mut out = Vec::new();
+    // every field the rule reads, its filters' too, set to an address in or
+    // out of the private ranges, or to a word
+    for f in rule_fields {
+        for v in ["10.20.30.40", "8.8.4.4", "fd00::1", "unrelated-value"] {
+            let mut m = ev.clone();
+            m.fields
+                .insert(f.clone(), qalqan_core::Value::Str(v.to_owned()));
+            out.push(m);
+        }
+    }
+    let names: Vec<String> = ev.fields.iter().map(|(k, _)| k.to_owned()).collect();
+    for n in &names {
+        let mut m = ev.clone();
+        m.fields.remove(n);
+        out.push(m);
+        if let Some(qalqan_core::Value::Str(s)) = ev.fields.get(n) {
+            let mut variants = vec![
+                "unrelated-value".to_owned(),
+                s.to_uppercase(),
+                format!("head-{s}"),
+                format!("{s}-tail"),
+            ];
+            if s.parse::<std::net::IpAddr>().is_ok() {
+                // addresses inside and outside the private ranges rules filter on
+                for ip in [
+                    "10.20.30.40",
+                    "192.168.1.7",
+                    "127.0.0.1",
+                    "fd00::1",
+                    "8.8.4.4",
+                ] {
+                    variants.push(ip.to_owned());
+                }
+            }
+            for changed in variants {
+                let mut m = ev.clone();
+                m.fields.insert(n.clone(), qalqan_core::Value::Str(changed));
+                out.push(m);
+            }
+        }
+    }
+    for original in [
+        "an ordinary log line".to_owned(),
+        ev.original.to_uppercase(),
+    ] {
+        let mut m = ev.clone();
+        m.original = original;
+        out.push(m);
+    }
+    out
+}
+
+/// The oracle's reading of every in-scope rule of `engine`, by rule index.
+fn oracles(engine: &Engine) -> Vec<(u32, oracle::OracleRule)> {
+    let maps = oracle::Mappings::read(&pipeline_files()).expect("pipelines readable by the oracle");
+    let mut unreadable = Vec::new();
+    let oracles: Vec<(u32, oracle::OracleRule)> = (0..engine.len() as u32)
+        .filter(|&i| in_scope(&engine.rule(i).logsource))
+        .filter_map(|idx| {
+            let src = &engine.rule(idx).source;
+            match oracle::OracleRule::read(&src.path, src.index, &maps) {
+                Ok(o) => Some((idx, o)),
+                Err(e) => {
+                    unreadable.push(format!("{}: {e}", src.path.display()));
+                    None
+                }
+            }
+        })
+        .collect();
+    assert!(
+        unreadable.is_empty(),
+        "the oracle cannot read: {unreadable:#?}"
+    );
+    assert_eq!(oracles.len(), 204);
+    oracles
+}
+
+/// Engine and oracle agree on everything that fires on `ev`.
+fn assert_agree(
+    engine: &Engine,
+    oracles: &[(u32, oracle::OracleRule)],
+    ev: &Event,
+    what: &str,
+) -> usize {
+    let title = |i: &u32| engine.rule(*i).meta.title.clone();
+    let expected: BTreeSet<u32> = oracles
+        .iter()
+        .filter(|(_, o)| o.matches(ev))
+        .map(|(i, _)| *i)
+        .collect();
+    let actual: BTreeSet<u32> = engine.evaluate(ev).iter().copied().collect();
+    if actual != expected {
+        panic!(
+            "{what}: engine and oracle disagree\n  only the engine: {:?}\n  only the oracle: {:?}\n  event: {ev:?}",
+            actual.difference(&expected).map(title).collect::<Vec<_>>(),
+            expected.difference(&actual).map(title).collect::<Vec<_>>(),
+        );
+    }
+    actual.len()
+}
+
+#[test]
+fn in_scope_rules_fire_where_an_independent_reading_says_and_nowhere_else() {
+    let engine = corpus_engine();
+    let oracles = oracles(&engine);
+    let ts = Utc
+        .with_ymd_and_hms(2025, 6, 1, 12, 0, 0)
+        .single()
+        .expect("time");
+    let title = |i: &u32| engine.rule(*i).meta.title.clone();
+    let mut checked = 0usize;
+    let mut fired_total = 0usize;
+    for &(idx, ref own) in &oracles {
+        let positive = positive_event(&engine, idx, 11, 8, ts)
+            .unwrap_or_else(|| panic!("no positive for {}", title(&idx)));
+        assert!(
+            own.matches(&positive),
+            "{}: the oracle does not accept the synthetic positive {positive:?}",
+            own.title
+        );
+        let variants = near_misses(&positive, &own.fields());
+        for ev in std::iter::once(positive.clone()).chain(variants) {
+            fired_total += assert_agree(
+                &engine,
+                &oracles,
+                &ev,
+                &format!("near miss of {}", own.title),
+            );
+            checked += 1;
+        }
+    }
+    println!(
+        "{} in-scope rules read by the oracle; {checked} events (positives and near misses) agree; {fired_total} matches",
+        oracles.len()
+    );
+}
+
+#[test]
+fn realistic_syslog_and_web_lanes_fire_what_the_independent_reading_says() {
+    let engine = corpus_engine();
+    let oracles = oracles(&engine);
+    let now = Utc
+        .with_ymd_and_hms(2025, 6, 1, 12, 0, 0)
+        .single()
+        .expect("time");
+    let n = if cfg!(debug_assertions) {
+        3_000
+    } else {
+        20_000
+    };
+    let syslog = Parser::new(ParseOptions::default());
+    let web = Parser::new(ParseOptions {
+        web_product: Some("nginx".into()),
+        ..ParseOptions::default()
+    });
+    let mut rng = qalqan_sigma::synth::Rng::new(23);
+    let (mut syslog_matches, mut web_matches) = (0, 0);
+    for _ in 0..n {
+        let line = lanes::syslog_line(&mut rng);
+        syslog_matches += assert_agree(
+            &engine,
+            &oracles,
+            &syslog.parse(line.as_bytes(), now).event,
+            &line,
+        );
+        let line = lanes::web_line(&mut rng);
+        web_matches += assert_agree(
+            &engine,
+            &oracles,
+            &web.parse(line.as_bytes(), now).event,
+            &line,
+        );
+    }
+    println!("lanes: {n} syslog lines ({syslog_matches} matches), {n} web lines ({web_matches} matches) agree");
+    assert!(
+        syslog_matches > 0 && web_matches > 0,
+        "the lanes carry attacks"
     );
 }
 
