@@ -158,8 +158,11 @@ impl Default for TopicsSection {
 pub struct RulesSection {
     /// Rule files and directories (searched recursively for `*.yml`/`*.yaml`).
     pub paths: Vec<PathBuf>,
-    /// Processing pipelines applied at compile time, in order.
-    pub pipelines: Vec<PathBuf>,
+    /// Processing pipelines applied at compile time, in order. Unset: the
+    /// shipped ones in `<first path>/pipelines`; `[]`: none.
+    pub pipelines: Option<Vec<PathBuf>>,
+    /// Values for `%name%` placeholders of `|expand` modifiers.
+    pub placeholders: std::collections::BTreeMap<String, Vec<String>>,
     /// Refuse to start (and refuse a reload) if any rule is rejected.
     pub strict: bool,
     /// Reload when a file under `paths` changes (SIGHUP always reloads).
@@ -172,7 +175,8 @@ impl Default for RulesSection {
     fn default() -> Self {
         RulesSection {
             paths: vec![PathBuf::from("rules")],
-            pipelines: Vec::new(),
+            pipelines: None,
+            placeholders: Default::default(),
             strict: false,
             watch: true,
             watch_interval: Duration::from_secs(5),
@@ -396,6 +400,23 @@ mod tests {
             p,
         );
         assert!(ok.is_ok(), "{ok:?}");
+        let rules = qalqan_core::config::from_str::<DetectorConfig>(
+            "[kafka]\nbrokers = \"x:1\"\n[detector]\nroles = [\"match\"]\n[rules]\npipelines = []\n[rules.placeholders]\nAdmins = [\"ws1\", \"ws2\"]\n",
+            p,
+        )
+        .expect("placeholders parse");
+        assert_eq!(rules.rules.pipelines, Some(vec![]));
+        assert_eq!(rules.rules.placeholders["Admins"], ["ws1", "ws2"]);
+        let e = qalqan_core::config::from_str::<DetectorConfig>(
+            "[kafka]\nbrokers = \"x:1\"\n[rules.placeholders]\nAdmins = \"ws1\"\n",
+            p,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("Admins = \"ws1\"")
+                && e.to_string().contains("expected a sequence"),
+            "{e}"
+        );
         let e = qalqan_core::config::from_str::<DetectorConfig>(
             "[kafka]\nbrokers = \"x:1\"\n[detector]\nroles = [\"match\"]\nmatch_workers = 65\n",
             p,

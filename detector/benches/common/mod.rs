@@ -54,9 +54,7 @@ pub fn rule_sources() -> qalqan_detector::pipeline::rules::RuleSources {
             sigma.join("web"),
             sigma.join("network"),
         ],
-        pipelines: ["linux", "network", "web", "windows"]
-            .iter()
-            .map(|p| root.join(format!("rules/pipelines/qalqan-{p}.yml")))
-            .collect(),
+        pipelines: qalqan_detector::pipeline::rules::shipped_pipelines(&[root.join("rules")]),
+        ..Default::default()
     }
 }

@@ -895,8 +895,9 @@ impl Compiler<'_> {
                     Tok::Placeholder(name) => {
                         let Some(values) = self.placeholders.get(&name) else {
                             return Err(format!(
-                                "placeholder %{name}% has no values: define it in a pipeline's `vars` \
-                                 (with a value_placeholders transformation) or in the engine's placeholder lists"
+                                "placeholder %{name}% has no values: give them under [rules.placeholders] in the \
+                                 detector's config (`--placeholder {name}=v1,v2` for the rule tools) or in a \
+                                 pipeline's `vars` with a value_placeholders transformation"
                             ));
                         };
                         if values.is_empty() {

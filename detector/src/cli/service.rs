@@ -22,10 +22,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     qalqan_core::telemetry::init_tracing(args.log_json);
     let config: DetectorConfig = qalqan_core::config::load(&args.config)?;
     if args.check {
-        let rules = crate::pipeline::LoadedRules::load(&crate::pipeline::RuleSources {
-            paths: config.rules.paths.clone(),
-            pipelines: config.rules.pipelines.clone(),
-        })?;
+        let rules = crate::pipeline::LoadedRules::load(
+            &crate::pipeline::RuleSources::from_config(&config.rules),
+        )?;
         for p in &rules.problems {
             eprintln!("rejected: {p}");
         }

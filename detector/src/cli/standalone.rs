@@ -68,13 +68,14 @@ pub fn run(args: StandaloneArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("nothing to read: give --demo, or --input FILE (`-` for stdin)");
     }
     let pipelines = if args.pipelines.is_empty() {
-        default_pipelines(&args.rules)
+        crate::pipeline::rules::shipped_pipelines(&args.rules)
     } else {
         args.pipelines.clone()
     };
     let rules = LoadedRules::load(&RuleSources {
         paths: args.rules.clone(),
         pipelines,
+        ..RuleSources::default()
     })?;
     for p in &rules.problems {
         tracing::warn!("rule rejected: {p}");
@@ -147,20 +148,4 @@ pub fn run(args: StandaloneArgs) -> anyhow::Result<ExitCode> {
         args.events_out.display()
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// Every `*.yml`/`*.yaml` file in `<first rules dir>/pipelines`, sorted.
-fn default_pipelines(rules: &[PathBuf]) -> Vec<PathBuf> {
-    let Some(dir) = rules.first().map(|r| r.join("pipelines")) else {
-        return Vec::new();
-    };
-    let mut found: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yml" | "yaml")))
-                .collect()
-        })
-        .unwrap_or_default();
-    found.sort();
-    found
 }

@@ -539,6 +539,7 @@ detection:
         let loaded = LoadedRules::load(&RuleSources {
             paths: vec![dir.clone()],
             pipelines: vec![],
+            ..RuleSources::default()
         })
         .expect("loads");
         let _ = std::fs::remove_dir_all(&dir);

@@ -1,7 +1,8 @@
 //! Loading the rule set: Sigma detection rules, then the correlation rules
 //! found among them, resolved against the detection rules' ids and names.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use qalqan_correlation::set::{BaseRule, CorrelationDoc, LoadOptions};
@@ -13,6 +14,46 @@ use qalqan_sigma::Engine;
 pub struct RuleSources {
     pub paths: Vec<PathBuf>,
     pub pipelines: Vec<PathBuf>,
+    /// Values for `%name%` placeholders under `|expand`; a rule using a
+    /// placeholder without values is rejected (Sigma specification).
+    pub placeholders: BTreeMap<String, Vec<String>>,
+}
+
+impl RuleSources {
+    /// The service's `[rules]` section: without `pipelines`, the shipped
+    /// ones next to the first rule path, so SigmaHQ rules map onto the
+    /// event's ECS names just as `rules check` and `standalone` map them.
+    pub fn from_config(section: &crate::config::RulesSection) -> RuleSources {
+        RuleSources {
+            paths: section.paths.clone(),
+            pipelines: section
+                .pipelines
+                .clone()
+                .unwrap_or_else(|| shipped_pipelines(&section.paths)),
+            placeholders: section.placeholders.clone(),
+        }
+    }
+}
+
+/// Every `*.yml`/`*.yaml` file in `<first rule path>/pipelines`, sorted:
+/// the pipelines shipped with the rule pack (`rules/pipelines`).
+pub fn shipped_pipelines(rule_paths: &[PathBuf]) -> Vec<PathBuf> {
+    let Some(dir) = rule_paths.first().map(|r| r.join("pipelines")) else {
+        return Vec::new();
+    };
+    yaml_files_in(&dir)
+}
+
+fn yaml_files_in(dir: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yml" | "yaml")))
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found
 }
 
 /// A compiled, ready rule set, shared by every worker.
@@ -36,6 +77,9 @@ impl LoadedRules {
             let pipeline = qalqan_sigma::Pipeline::from_path(p)
                 .map_err(|e| anyhow::anyhow!("pipeline {}: {e}", p.display()))?;
             builder = builder.pipeline(pipeline);
+        }
+        for (name, values) in &sources.placeholders {
+            builder = builder.placeholder(name, values.clone());
         }
         for p in &sources.paths {
             if !p.exists() {
@@ -87,5 +131,84 @@ impl LoadedRules {
             self.correlation_loaded,
             self.problems.len()
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RulesSection;
+
+    fn repo_rules() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../rules")
+    }
+
+    #[test]
+    fn the_service_uses_the_shipped_pipelines_unless_told_otherwise() {
+        let section = RulesSection {
+            paths: vec![repo_rules()],
+            ..RulesSection::default()
+        };
+        let sources = RuleSources::from_config(&section);
+        let names: Vec<String> = sources
+            .pipelines
+            .iter()
+            .filter_map(|p| p.file_name()?.to_str().map(str::to_owned))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "qalqan-linux.yml",
+                "qalqan-network.yml",
+                "qalqan-web.yml",
+                "qalqan-windows.yml"
+            ]
+        );
+        let none = RuleSources::from_config(&RulesSection {
+            paths: vec![repo_rules()],
+            pipelines: Some(vec![]),
+            ..RulesSection::default()
+        });
+        assert!(none.pipelines.is_empty());
+    }
+
+    #[test]
+    fn placeholders_from_the_config_expand_and_missing_ones_reject_the_rule() {
+        let dir = std::env::temp_dir().join(format!("qalqan-placeholders-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        std::fs::write(
+            dir.join("admins.yml"),
+            "title: logon from an admin workstation\nid: 5d0a3c2e-0b1f-4d55-9a53-3f6f8f1d7e01\n\
+             logsource: {product: windows, service: security}\n\
+             detection:\n  sel:\n    WorkstationName|expand: '%Admins_Workstations%'\n  condition: sel\n",
+        )
+        .expect("write rule");
+        let mut sources = RuleSources {
+            paths: vec![dir.clone()],
+            ..RuleSources::default()
+        };
+        let without = LoadedRules::load(&sources).expect("loads");
+        assert_eq!(without.detection_loaded, 0);
+        assert!(
+            without
+                .problems
+                .iter()
+                .any(|p| p.contains("Admins_Workstations")),
+            "{:?}",
+            without.problems
+        );
+        sources.placeholders.insert(
+            "Admins_Workstations".into(),
+            vec!["ADM-WS01".into(), "ADM-WS02".into()],
+        );
+        let with = LoadedRules::load(&sources).expect("loads");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(with.problems.is_empty(), "{:?}", with.problems);
+        let mut ev = qalqan_core::Event::new("4624".into(), chrono::Utc::now());
+        ev.logsource = qalqan_core::LogSource::new(Some("windows"), Some("security"), None);
+        ev.fields.insert("WorkstationName", "adm-ws02");
+        assert_eq!(with.sigma.evaluate(&ev).len(), 1);
+        ev.fields.insert("WorkstationName", "HR-WS07");
+        assert!(with.sigma.evaluate(&ev).is_empty());
     }
 }

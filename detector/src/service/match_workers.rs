@@ -317,6 +317,7 @@ mod tests {
         let loaded = LoadedRules::load(&RuleSources {
             paths: vec![root.join("rules")],
             pipelines,
+            ..RuleSources::default()
         })
         .expect("the project's rules load");
         Arc::new(loaded)

@@ -60,10 +60,7 @@ const STOP_GRACE: Duration = Duration::from_secs(15);
 pub fn run(config: DetectorConfig) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
     let rules = Arc::new(RuleHolder::load(
-        RuleSources {
-            paths: config.rules.paths.clone(),
-            pipelines: config.rules.pipelines.clone(),
-        },
+        RuleSources::from_config(&config.rules),
         config.rules.strict,
         Arc::clone(&metrics),
     )?);

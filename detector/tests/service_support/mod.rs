@@ -19,16 +19,13 @@ use qalqan_testkit::Message;
 
 /// The project's rule pack with its pipelines.
 pub fn rule_sources() -> RuleSources {
-    let root = qalqan_testkit::workspace_root();
-    let mut pipelines: Vec<PathBuf> = std::fs::read_dir(root.join("rules/pipelines"))
-        .expect("rules/pipelines")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "yml"))
-        .collect();
-    pipelines.sort();
+    let rules = qalqan_testkit::workspace_root().join("rules");
     RuleSources {
-        paths: vec![root.join("rules")],
-        pipelines,
+        pipelines: qalqan_detector::pipeline::rules::shipped_pipelines(std::slice::from_ref(
+            &rules,
+        )),
+        paths: vec![rules],
+        ..RuleSources::default()
     }
 }
 
