@@ -57,10 +57,10 @@ test-rust:
 	$(CARGO) test --workspace --lib --bins --tests
 	$(CARGO) test --workspace --benches --no-run
 
-## test-rules: every rule in rules/ loads without rejection and passes its tests.
+## test-rules: every rule in rules/ loads without rejection, has tests, and passes them.
 test-rules:
 	$(CARGO) run --quiet -p qalqan-detector --bin qalqan-detector -- rules check --strict rules
-	$(CARGO) run --quiet -p qalqan-detector --bin qalqan-detector -- rules test rules
+	$(CARGO) run --quiet -p qalqan-detector --bin qalqan-detector -- rules test rules --require-tests
 
 ## test-deploy: container file, Kubernetes manifests, YAML and systemd units.
 test-deploy:
