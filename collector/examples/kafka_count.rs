@@ -20,6 +20,10 @@ struct Args {
     expect: u64,
     #[arg(long, default_value_t = 300)]
     timeout: u64,
+    /// Give up once the count has not grown for this many seconds (a
+    /// sender that dropped messages never reaches `expect`).
+    #[arg(long)]
+    stall: Option<u64>,
     /// Create the topic with this many partitions first (if missing).
     #[arg(long)]
     create: Option<i32>,
@@ -34,11 +38,12 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let start = Instant::now();
-    let (n, at) = qalqan_collector::loadgen::wait_for_count(
+    let (n, at) = qalqan_collector::loadgen::wait_for_count_or_stall(
         &a.brokers,
         &a.topic,
         a.expect,
         Duration::from_secs(a.timeout),
+        Duration::from_secs(a.stall.unwrap_or(a.timeout)),
     )?;
     println!("count={n} seconds={:.3}", (at - start).as_secs_f64());
     if n < a.expect {

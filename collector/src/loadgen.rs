@@ -270,11 +270,32 @@ pub fn wait_for_count(
     expect: u64,
     timeout: Duration,
 ) -> anyhow::Result<(u64, Instant)> {
+    wait_for_count_or_stall(brokers, topic, expect, timeout, timeout)
+}
+
+/// As [`wait_for_count`], but also gives up once the count has not grown
+/// for `stall` (a sender that dropped lines never reaches `expect`); the
+/// instant returned is then when the count last grew.
+pub fn wait_for_count_or_stall(
+    brokers: &str,
+    topic: &str,
+    expect: u64,
+    timeout: Duration,
+    stall: Duration,
+) -> anyhow::Result<(u64, Instant)> {
     let deadline = Instant::now() + timeout;
+    let (mut last, mut grew_at) = (0, Instant::now());
     loop {
         let n = topic_message_count(brokers, topic).unwrap_or(0);
-        if n >= expect || Instant::now() >= deadline {
-            return Ok((n, Instant::now()));
+        let now = Instant::now();
+        if n != last {
+            (last, grew_at) = (n, now);
+        }
+        if n >= expect || now >= deadline {
+            return Ok((n, now));
+        }
+        if now.duration_since(grew_at) >= stall {
+            return Ok((n, grew_at));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
