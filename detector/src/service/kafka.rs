@@ -292,12 +292,7 @@ impl Outputs {
         let mut cc = base_config(kafka, client_id)?;
         if let Some(id) = transactional_id {
             cc.set("transactional.id", id);
-            // A killed instance's open transaction holds back every
-            // read_committed consumer of the partitions it wrote to (the
-            // last stable offset stops there) until the broker aborts it.
-            // Batches commit every ~100 ms, so 10 s (Kafka Streams'
-            // exactly-once default) is ample and bounds that stall.
-            cc.set("transaction.timeout.ms", "10000");
+            cc.set("transaction.timeout.ms", "60000");
             // The first send of a transaction races the broker's completion
             // of the previous commit (CONCURRENT_TRANSACTIONS) and is
             // retried after this backoff; librdkafka's 100 ms default put
