@@ -60,18 +60,17 @@ fn check_lists_every_rejection_and_fails_only_when_strict() {
     let relaxed = detector(&["rules", "check", path_str(&dir)]);
     let out = text(&relaxed);
     assert!(relaxed.status.success(), "{out}");
-    let typo = out
-        .lines()
-        .find(|l| l.contains("typo.yml"))
-        .unwrap_or_else(|| panic!("typo.yml not reported:\n{out}"));
+    let reported = |file: &str| {
+        out.lines()
+            .find(|l| l.contains(file))
+            .unwrap_or_else(|| panic!("{file} not reported:\n{out}"))
+    };
+    let typo = reported("typo.yml");
     assert!(
         typo.contains("0b6c3f5e-1a2b-4c3d-8e9f-000000000002") && typo.contains("containz"),
         "the rejection names the rule and the construct: {typo}"
     );
-    let lookahead = out
-        .lines()
-        .find(|l| l.contains("lookahead.yml"))
-        .unwrap_or_else(|| panic!("lookahead.yml not reported:\n{out}"));
+    let lookahead = reported("lookahead.yml");
     assert!(
         lookahead.contains("message|re") && lookahead.contains("backtracking"),
         "{lookahead}"

@@ -31,16 +31,8 @@ fn engine_with_pipelines() -> Engine {
         "sigma/rules-placeholder",
     ];
     let paths: Vec<PathBuf> = dirs.iter().map(|d| common::data_path(d)).collect();
-    let pdir = common::workspace().join("rules/pipelines");
-    let mut pfiles: Vec<PathBuf> = std::fs::read_dir(&pdir)
-        .expect("rules/pipelines")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "yml"))
-        .collect();
-    pfiles.sort();
-    assert!(!pfiles.is_empty(), "no pipelines in {}", pdir.display());
     let mut b = Engine::builder();
-    for p in &pfiles {
+    for p in &common::shipped_pipeline_files() {
         b = b.pipeline(Pipeline::from_path(p).expect("pipeline"));
     }
     b.load_paths(&paths).0

@@ -30,21 +30,10 @@ use qalqan_sigma::synth::positive_event;
 use qalqan_sigma::{Engine, LogsourceSpec, Pipeline};
 
 fn pipelines() -> Vec<Pipeline> {
-    pipeline_files()
+    common::shipped_pipeline_files()
         .iter()
         .map(|p| Pipeline::from_path(p).expect("shipped pipeline loads"))
         .collect()
-}
-
-fn pipeline_files() -> Vec<PathBuf> {
-    let dir = common::workspace().join("rules/pipelines");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("rules/pipelines exists")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "yml"))
-        .collect();
-    files.sort();
-    files
 }
 
 fn corpus_engine() -> Engine {
@@ -197,7 +186,8 @@ fn near_misses(ev: &Event, rule_fields: &[String]) -> Vec<Event> {
 
 /// The oracle's reading of every in-scope rule of `engine`, by rule index.
 fn oracles(engine: &Engine) -> Vec<(u32, oracle::OracleRule)> {
-    let maps = oracle::Mappings::read(&pipeline_files()).expect("pipelines readable by the oracle");
+    let maps = oracle::Mappings::read(&common::shipped_pipeline_files())
+        .expect("pipelines readable by the oracle");
     let mut unreadable = Vec::new();
     let oracles: Vec<(u32, oracle::OracleRule)> = (0..engine.len() as u32)
         .filter(|&i| in_scope(&engine.rule(i).logsource))

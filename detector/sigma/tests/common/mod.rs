@@ -31,6 +31,20 @@ pub fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// The shipped processing pipelines (`rules/pipelines/*.yml`), sorted as
+/// the detector loads them; fails loudly when there are none.
+pub fn shipped_pipeline_files() -> Vec<PathBuf> {
+    let dir = workspace().join("rules/pipelines");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("rules/pipelines exists")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no pipelines in {}", dir.display());
+    files
+}
+
 /// An event with fields, logsource product `test`.
 pub fn event(original: &str, fields: &[(&str, Value)]) -> Event {
     let ts = Utc

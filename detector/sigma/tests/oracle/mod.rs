@@ -474,28 +474,30 @@ fn parse_condition(text: &str) -> Result<Cond, String> {
 }
 
 fn parse_or(t: &[&str], pos: &mut usize) -> Result<Cond, String> {
-    let mut terms = vec![parse_and(t, pos)?];
-    while t.get(*pos) == Some(&"or") {
-        *pos += 1;
-        terms.push(parse_and(t, pos)?);
-    }
-    Ok(if terms.len() == 1 {
-        terms.remove(0)
-    } else {
-        Cond::Or(terms)
-    })
+    parse_joined(t, pos, "or", parse_and, Cond::Or)
 }
 
 fn parse_and(t: &[&str], pos: &mut usize) -> Result<Cond, String> {
-    let mut terms = vec![parse_not(t, pos)?];
-    while t.get(*pos) == Some(&"and") {
+    parse_joined(t, pos, "and", parse_not, Cond::And)
+}
+
+/// Terms of the next tighter level joined by `word`; one term stands alone.
+fn parse_joined(
+    t: &[&str],
+    pos: &mut usize,
+    word: &str,
+    term: fn(&[&str], &mut usize) -> Result<Cond, String>,
+    join: fn(Vec<Cond>) -> Cond,
+) -> Result<Cond, String> {
+    let mut terms = vec![term(t, pos)?];
+    while t.get(*pos) == Some(&word) {
         *pos += 1;
-        terms.push(parse_not(t, pos)?);
+        terms.push(term(t, pos)?);
     }
     Ok(if terms.len() == 1 {
         terms.remove(0)
     } else {
-        Cond::And(terms)
+        join(terms)
     })
 }
 
