@@ -69,6 +69,14 @@ fn load(path: &std::path::Path, stdin: bool) -> Result<Config, String> {
 }
 
 fn main() -> ExitCode {
+    // librdkafka's batch and compression buffers come and go with every
+    // produce request; kept on glibc's heap they are not faulted in again
+    // each time (see `qalqan_core::memory`).
+    if !qalqan_core::memory::tune_allocators() {
+        eprintln!(
+            "qalqan-collector: the C allocator refused its settings; running with its defaults"
+        );
+    }
     let cli = Cli::parse();
     if let Some(Command::CheckConfig { file }) = &cli.command {
         return match load(file, false)
