@@ -212,12 +212,7 @@ fn main() {
         );
     }
     let pdir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../rules/pipelines");
-    let mut pfiles: Vec<PathBuf> = std::fs::read_dir(&pdir)
-        .expect("rules/pipelines")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "yml"))
-        .collect();
-    pfiles.sort();
+    let pfiles = Pipeline::files_in(&pdir).expect("rules/pipelines");
 
     println!("before load: VmHWM {} VmRSS {}", vm("VmHWM:"), vm("VmRSS:"));
     let t = Instant::now();

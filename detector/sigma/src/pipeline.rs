@@ -141,6 +141,18 @@ pub struct PipelineError {
 }
 
 impl Pipeline {
+    /// The pipeline files in `dir` (`*.yml`, `*.yaml`), sorted by name: the
+    /// order a rule pack's `pipelines/` directory is applied in, the same
+    /// for the service, the rule tools, the tests and the benchmark.
+    pub fn files_in(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yml" | "yaml")))
+            .collect();
+        files.sort();
+        Ok(files)
+    }
+
     /// Loads a pipeline file.
     pub fn from_path(path: &Path) -> Result<Pipeline, PipelineError> {
         let text = std::fs::read_to_string(path).map_err(|e| PipelineError {

@@ -2,12 +2,12 @@
 //! found among them, resolved against the detection rules' ids and names.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use qalqan_correlation::set::{BaseRule, CorrelationDoc, LoadOptions};
 use qalqan_correlation::CorrelationSet;
-use qalqan_sigma::Engine;
+use qalqan_sigma::{Engine, Pipeline};
 
 /// Where rules and pipelines come from.
 #[derive(Debug, Clone, Default)]
@@ -41,19 +41,8 @@ pub fn shipped_pipelines(rule_paths: &[PathBuf]) -> Vec<PathBuf> {
     let Some(dir) = rule_paths.first().map(|r| r.join("pipelines")) else {
         return Vec::new();
     };
-    yaml_files_in(&dir)
-}
-
-fn yaml_files_in(dir: &Path) -> Vec<PathBuf> {
-    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yml" | "yaml")))
-                .collect()
-        })
-        .unwrap_or_default();
-    found.sort();
-    found
+    // A rule pack without a pipelines directory simply has none.
+    Pipeline::files_in(&dir).unwrap_or_default()
 }
 
 /// A compiled, ready rule set, shared by every worker.
@@ -74,7 +63,7 @@ impl LoadedRules {
     pub fn load(sources: &RuleSources) -> anyhow::Result<LoadedRules> {
         let mut builder = Engine::builder();
         for p in &sources.pipelines {
-            let pipeline = qalqan_sigma::Pipeline::from_path(p)
+            let pipeline = Pipeline::from_path(p)
                 .map_err(|e| anyhow::anyhow!("pipeline {}: {e}", p.display()))?;
             builder = builder.pipeline(pipeline);
         }

@@ -52,12 +52,8 @@ impl RuleSetArgs {
             }
         }
         for d in dirs {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(&d)
-                .with_context(|| format!("listing {}", d.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "yml" || x == "yaml"))
-                .collect();
-            files.sort();
+            let files =
+                Pipeline::files_in(&d).with_context(|| format!("listing {}", d.display()))?;
             for f in files {
                 if !out.contains(&f) {
                     out.push(f);

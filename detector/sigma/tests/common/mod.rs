@@ -35,12 +35,7 @@ pub fn workspace() -> PathBuf {
 /// the detector loads them; fails loudly when there are none.
 pub fn shipped_pipeline_files() -> Vec<PathBuf> {
     let dir = workspace().join("rules/pipelines");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("rules/pipelines exists")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "yml"))
-        .collect();
-    files.sort();
+    let files = qalqan_sigma::Pipeline::files_in(&dir).expect("rules/pipelines exists");
     assert!(!files.is_empty(), "no pipelines in {}", dir.display());
     files
 }
