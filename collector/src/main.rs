@@ -72,11 +72,7 @@ fn main() -> ExitCode {
     // librdkafka's batch and compression buffers come and go with every
     // produce request; kept on glibc's heap they are not faulted in again
     // each time (see `qalqan_core::memory`).
-    if !qalqan_core::memory::tune_allocators() {
-        eprintln!(
-            "qalqan-collector: the C allocator refused its settings; running with its defaults"
-        );
-    }
+    qalqan_core::memory::tune_allocators_or_warn("qalqan-collector");
     let cli = Cli::parse();
     if let Some(Command::CheckConfig { file }) = &cli.command {
         return match load(file, false)

@@ -36,6 +36,14 @@ pub fn tune_allocators() -> bool {
     }
 }
 
+/// [`tune_allocators`] for a service's `main`: says on stderr, naming
+/// `program`, when the allocator refused (the service runs on regardless).
+pub fn tune_allocators_or_warn(program: &str) {
+    if !tune_allocators() {
+        eprintln!("{program}: the C allocator refused its settings; running with its defaults");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,11 +11,7 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    if !qalqan_core::memory::tune_allocators() {
-        eprintln!(
-            "qalqan-detector: the C allocator refused its settings; running with its defaults"
-        );
-    }
+    qalqan_core::memory::tune_allocators_or_warn("qalqan-detector");
     let cli = qalqan_detector::cli::Cli::parse();
     qalqan_detector::cli::run(cli)
 }
