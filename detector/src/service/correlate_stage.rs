@@ -11,13 +11,14 @@
 //! Alerts it cannot prove were produced are produced again with the same
 //! id, which ClickHouse and consumers collapse.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use chrono::Utc;
 use qalqan_correlation::{Checkpoint, RebuildPlan};
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
@@ -96,26 +97,34 @@ impl ConsumerContext for RebuildContext {
 }
 
 /// Sets each assigned partition's start offset: from its checkpoint minus
-/// the lookback when it has one, else its committed offset (or the start of
-/// the topic for a new group).
+/// the lookback when it has one; from the lookback before now when only an
+/// offset is committed (never later than that offset); from the start of
+/// the partition for a new group, or when the lookups fail.
 fn place_for_rebuild(
     consumer: &BaseConsumer<RebuildContext>,
     tpl: &mut TopicPartitionList,
     lookback: Duration,
 ) -> Vec<Change> {
     let timeout = Duration::from_secs(10);
-    let committed = match consumer.committed_offsets(tpl.clone(), timeout) {
+    let committed = match consumer
+        .committed_offsets(tpl.clone(), timeout)
+        .or_else(|_| consumer.committed_offsets(tpl.clone(), timeout))
+    {
         Ok(c) => c,
         Err(e) => {
-            tracing::error!("stage 2 cannot read committed offsets ({e}); starting from the group's positions without rebuild");
-            return tpl
-                .elements()
-                .iter()
-                .map(|e| Change::Assigned {
-                    partition: e.partition(),
+            // Starting at the group's positions would correlate from empty
+            // windows and miss alerts; the whole partition is replayed
+            // instead, and alerts already sent go out again with their ids.
+            tracing::error!("stage 2 cannot read committed offsets ({e}); replaying the assigned partitions from their beginning (alerts may repeat, with the same ids)");
+            let mut changes = Vec::new();
+            for el in tpl.clone().elements() {
+                let _ = tpl.set_partition_offset(el.topic(), el.partition(), Offset::Beginning);
+                changes.push(Change::Assigned {
+                    partition: el.partition(),
                     plan: None,
-                })
-                .collect();
+                });
+            }
+            return changes;
         }
     };
     let mut changes = Vec::new();
@@ -129,7 +138,7 @@ fn place_for_rebuild(
                 Err(e) => {
                     tracing::warn!(
                         partition,
-                        "unreadable checkpoint in commit metadata ({e}); no rebuild"
+                        "unreadable checkpoint in commit metadata ({e}); treated as none"
                     );
                     None
                 }
@@ -145,7 +154,34 @@ fn place_for_rebuild(
                 );
                 checkpoint.as_ref().map(RebuildPlan::from_checkpoint)
             }
-            _ => None,
+            (Offset::Offset(o), None) if o > 0 => {
+                // An offset without horizons (reset with Kafka's tools, or
+                // stored by an older version): where the windows stood is
+                // unknown. Replaying the last lookback of wall-clock time
+                // rebuilds them; alerts in it may go out again, with the
+                // same ids.
+                tracing::warn!(
+                    partition,
+                    committed = o,
+                    lookback_s = lookback.as_secs(),
+                    "stage 2: committed offset without a checkpoint; replaying the lookback's signals to rebuild the windows (alerts in it may repeat, with the same ids)"
+                );
+                let from = Utc::now() - chrono::Duration::from_std(lookback).unwrap_or_default();
+                let _ = seek_times.add_partition_offset(
+                    &topic,
+                    partition,
+                    Offset::Offset(from.timestamp_millis().max(0)),
+                );
+                None
+            }
+            (offset, _) => {
+                tracing::info!(
+                    partition,
+                    committed = ?offset,
+                    "stage 2 takes the partition with nothing committed: it reads from the start"
+                );
+                None
+            }
         };
         if let Offset::Offset(o) = el.offset() {
             let _ = tpl.set_partition_offset(&topic, partition, Offset::Offset(o));
@@ -153,35 +189,39 @@ fn place_for_rebuild(
         changes.push(Change::Assigned { partition, plan });
     }
     if seek_times.count() > 0 {
-        match consumer.offsets_for_times(seek_times, timeout) {
-            Ok(found) => {
-                for el in found.elements() {
-                    let committed_at = committed
-                        .find_partition(el.topic(), el.partition())
-                        .map(|c| c.offset());
-                    // The replay starts at the earlier of the two; a time
-                    // past the end of the partition means "from the commit".
-                    if let (Offset::Offset(back), Some(Offset::Offset(c))) =
-                        (el.offset(), committed_at)
-                    {
-                        let start = back.min(c);
-                        let _ = tpl.set_partition_offset(
-                            el.topic(),
-                            el.partition(),
-                            Offset::Offset(start),
-                        );
-                        tracing::info!(
-                            partition = el.partition(),
-                            committed = c,
-                            replay_from = start,
-                            "stage 2 rebuilding partition state"
-                        );
-                    }
-                }
-            }
-            Err(e) => tracing::error!(
-                "stage 2 offsets_for_times failed ({e}); partitions start at their commits"
-            ),
+        let found = consumer
+            .offsets_for_times(seek_times.clone(), timeout)
+            .or_else(|_| consumer.offsets_for_times(seek_times.clone(), timeout))
+            .map_err(|e| tracing::error!("stage 2 offsets_for_times failed ({e}); the partitions to rebuild are replayed from their beginning"))
+            .ok();
+        for el in seek_times.elements() {
+            let committed_at = committed
+                .find_partition(el.topic(), el.partition())
+                .map(|c| c.offset());
+            let Some(Offset::Offset(c)) = committed_at else {
+                continue;
+            };
+            let back = found
+                .as_ref()
+                .and_then(|f| f.find_partition(el.topic(), el.partition()))
+                .filter(|f| f.error().is_ok())
+                .map(|f| f.offset());
+            // The replay starts at the earlier of the two; a time past the
+            // end of the partition means "from the commit". A partition
+            // whose lookup failed is replayed whole: starting at its commit
+            // would correlate from empty windows.
+            let start = match back {
+                Some(Offset::Offset(back)) => Offset::Offset(back.min(c)),
+                Some(Offset::End) => Offset::Offset(c),
+                _ => Offset::Beginning,
+            };
+            let _ = tpl.set_partition_offset(el.topic(), el.partition(), start);
+            tracing::info!(
+                partition = el.partition(),
+                committed = c,
+                replay_from = ?start,
+                "stage 2 rebuilding partition state"
+            );
         }
     }
     changes
@@ -253,7 +293,7 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
             );
             // Assignments and revocations of that poll reach the engine
             // before any message of theirs.
-            apply_changes(&consumer, &mut correlator, &mut owned);
+            apply_changes(&consumer, &mut correlator, &mut owned, &mut progress);
             let Some(msg) = next else { break };
             let (topic, partition, offset) = (msg.topic(), msg.partition(), msg.offset());
             let payload = msg.payload().unwrap_or_default();
@@ -321,11 +361,12 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
             }
         }
         let engine = correlator.engine();
-        if let Err(e) = progress.commit(&consumer, |_, p| {
-            owned
-                .contains(&p)
-                .then(|| engine.checkpoint(p).to_metadata())
-        }) {
+        let commits = committable(&mut progress, &owned, |p| engine.checkpoint(p));
+        let committed = match commits.count() {
+            0 => Ok(()),
+            _ => consumer.commit(&commits, CommitMode::Sync),
+        };
+        if let Err(e) = committed {
             tracing::warn!("stage 2 offset commit failed (signals will be replayed): {e}");
         }
         last_commit = Instant::now();
@@ -336,6 +377,45 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
     }
     tracing::info!("stage 2 (correlate) stopped");
     Ok(())
+}
+
+/// Forgets the offsets noted for partitions that changed hands: they were
+/// read under the previous assignment.
+fn forget_changed(progress: &mut Progress, changes: &[Change]) {
+    for change in changes {
+        let touched: &[i32] = match change {
+            Change::Assigned { partition, .. } => std::slice::from_ref(partition),
+            Change::Revoked(parts) => parts,
+        };
+        progress.retain(|_, p| !touched.contains(&p));
+    }
+}
+
+/// What a batch may commit: the noted offsets of the partitions owned now
+/// whose settled horizons the engine holds, each with its checkpoint as
+/// metadata; `progress` is emptied.
+///
+/// An offset stored without horizons would make the next owner start
+/// there with empty windows (no rebuild), losing every signal before it.
+/// So a partition revoked since its offsets were noted is left to its new
+/// owner (a commit made while the group prepares its next generation is
+/// still accepted), and one just (re)assigned keeps its last commit until
+/// its first signal is replayed.
+fn committable(
+    progress: &mut Progress,
+    owned: &BTreeSet<i32>,
+    checkpoint: impl Fn(i32) -> Checkpoint,
+) -> TopicPartitionList {
+    let checkpoints: BTreeMap<i32, String> = owned
+        .iter()
+        .map(|&p| (p, checkpoint(p)))
+        .filter(|(_, cp)| !cp.horizons.is_empty())
+        .map(|(p, cp)| (p, cp.to_metadata()))
+        .collect();
+    progress.retain(|_, p| checkpoints.contains_key(&p));
+    let list = progress.to_list(|_, p| checkpoints.get(&p).cloned());
+    progress.clear();
+    list
 }
 
 fn position_of(
@@ -350,11 +430,14 @@ fn position_of(
         .unwrap_or(Offset::Invalid))
 }
 
-/// Applies assignments and revocations noted by the rebalance callback.
+/// Applies assignments and revocations noted by the rebalance callback,
+/// and forgets the offsets the batch noted for those partitions
+/// ([`forget_changed`]).
 fn apply_changes(
     consumer: &BaseConsumer<RebuildContext>,
     correlator: &mut Correlator,
     owned: &mut BTreeSet<i32>,
+    progress: &mut Progress,
 ) {
     let changes: Vec<Change> = std::mem::take(
         &mut *consumer
@@ -363,6 +446,7 @@ fn apply_changes(
             .lock()
             .unwrap_or_else(|p| p.into_inner()),
     );
+    forget_changed(progress, &changes);
     for change in changes {
         match change {
             Change::Assigned { partition, plan } => {
@@ -379,5 +463,78 @@ fn apply_changes(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOPIC: &str = "qalqan.signals";
+
+    fn checkpoint_at(us: i64) -> Checkpoint {
+        Checkpoint {
+            horizons: [("mof".to_owned(), us)].into_iter().collect(),
+        }
+    }
+
+    fn listed(tpl: &TopicPartitionList) -> Vec<(i32, Offset, String)> {
+        tpl.elements()
+            .iter()
+            .map(|e| (e.partition(), e.offset(), e.metadata().to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn a_revoked_partition_is_never_committed_without_its_horizons() {
+        // Partition 1 was read in this batch, then revoked: its offset must
+        // not be stored (the old code stored it with empty metadata, and
+        // the next owner then started there with empty windows).
+        let mut progress = Progress::default();
+        progress.handled(TOPIC, 0, 41);
+        progress.handled(TOPIC, 1, 99);
+        forget_changed(&mut progress, &[Change::Revoked(vec![1])]);
+        let owned: BTreeSet<i32> = [0].into_iter().collect();
+        let list = committable(&mut progress, &owned, |_| checkpoint_at(7));
+        assert_eq!(
+            listed(&list),
+            vec![(0, Offset::Offset(42), checkpoint_at(7).to_metadata())]
+        );
+        assert!(progress.is_empty());
+    }
+
+    #[test]
+    fn a_partition_without_horizons_keeps_its_last_commit() {
+        // Partition 2 was revoked and assigned back in one batch: its engine
+        // state is being rebuilt and holds no horizons yet.
+        let mut progress = Progress::default();
+        progress.handled(TOPIC, 2, 500);
+        progress.handled(TOPIC, 3, 10);
+        forget_changed(
+            &mut progress,
+            &[
+                Change::Revoked(vec![2, 3]),
+                Change::Assigned {
+                    partition: 2,
+                    plan: None,
+                },
+            ],
+        );
+        // The replay of partition 2 is under way at offset 0.
+        progress.handled(TOPIC, 2, 0);
+        let owned: BTreeSet<i32> = [2].into_iter().collect();
+        assert_eq!(
+            listed(&committable(
+                &mut progress,
+                &owned,
+                |_| Checkpoint::default()
+            )),
+            vec![]
+        );
+        progress.handled(TOPIC, 2, 0);
+        assert_eq!(
+            listed(&committable(&mut progress, &owned, |_| checkpoint_at(5))),
+            vec![(2, Offset::Offset(1), checkpoint_at(5).to_metadata())]
+        );
     }
 }

@@ -620,6 +620,13 @@ impl Progress {
         list.into_iter()
     }
 
+    /// Keeps only the partitions `keep` says yes to (e.g. forgets one that
+    /// was revoked, whose offsets belong to its new owner now).
+    pub fn retain(&mut self, mut keep: impl FnMut(&str, i32) -> bool) {
+        self.parts.retain(|p| keep(&p.topic, p.partition));
+        self.last = 0;
+    }
+
     /// Forgets the noted offsets (after an aborted batch).
     pub fn clear(&mut self) {
         self.parts.clear();
@@ -698,6 +705,14 @@ mod tests {
         assert_eq!(got, vec![("a".into(), 0, 6), ("a".into(), 1, 8)]);
         let first: Vec<_> = p.first_offsets().map(|(_, p, o)| (p, o)).collect();
         assert_eq!(first, vec![(0, 3), (1, 7)]);
+        p.retain(|_, partition| partition != 0);
+        let left: Vec<_> = p.partitions().map(|(_, p, o)| (p, o)).collect();
+        assert_eq!(left, vec![(1, 8)]);
+        p.handled("a", 1, 9);
+        assert_eq!(
+            p.partitions().map(|(_, _, o)| o).collect::<Vec<_>>(),
+            vec![10]
+        );
         p.clear();
         assert!(p.is_empty());
     }
