@@ -12,6 +12,8 @@
 //!   give exactly the ids of one uninterrupted instance;
 //! * crash: SIGKILL and restart lose no alert, and ClickHouse holds each
 //!   alert once after dedup by id;
+//! * reset: stage 2 offsets stored without checkpoints (Kafka's reset
+//!   tool) still give whole windows after a restart;
 //! * abort: a batch aborted with outputs outstanding (a rebalance mid-batch)
 //!   returns at once and shows none of them;
 //! * reload: a broken rule set is refused and the running one stays; rules
@@ -523,6 +525,124 @@ fn a_killed_and_restarted_detector_loses_no_alert_and_clickhouse_holds_each_once
         "every event archived"
     );
     assert!(restarted.stop());
+}
+
+/// Stores the signals topic's end offsets as the correlate group's commits,
+/// without checkpoints: what Kafka's own tools do
+/// (`kafka-consumer-groups --reset-offsets`). Waits until the group is
+/// empty (a commit from outside the group is refused until then). Returns
+/// the offsets stored.
+fn commit_without_checkpoints(world: &World) -> Vec<i64> {
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    use rdkafka::{Offset, TopicPartitionList};
+    let group = format!("t.{}.correlate", world.agency);
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &world.brokers)
+        .set("group.id", &group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let timeout = Duration::from_secs(10);
+    let md = consumer
+        .fetch_metadata(Some(&world.signals), timeout)
+        .expect("metadata");
+    let partitions = md.topics()[0].partitions().len() as i32;
+    let mut ends = Vec::new();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        let (_, high) = consumer
+            .fetch_watermarks(&world.signals, p, timeout)
+            .expect("watermarks");
+        ends.push(high);
+        tpl.add_partition_offset(&world.signals, p, Offset::Offset(high))
+            .expect("offset");
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match consumer.commit(&tpl, CommitMode::Sync) {
+            Ok(()) => break,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("commit outside the group refused for now: {e}");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => panic!("cannot commit for {group}: {e}"),
+        }
+    }
+    let stored = consumer
+        .committed_offsets(tpl, timeout)
+        .expect("committed offsets");
+    for el in stored.elements() {
+        assert_eq!(el.metadata(), "", "the commit carries no checkpoint");
+    }
+    ends
+}
+
+/// Sleeps until the wall clock's second within its minute is in
+/// `from..from + 5`.
+fn wait_for_second(from: u32) {
+    use chrono::Timelike;
+    while !(from..from + 5).contains(&Utc::now().second()) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn offsets_reset_without_checkpoints_still_rebuild_the_windows() {
+    // The detector is stopped early in the workload, its stage 2 offsets are
+    // moved to the end of the signals with no checkpoint (as a reset with
+    // Kafka's tools leaves them), and it is started again after the next
+    // half-minute boundary. Windows open before the stop must still be
+    // whole: the alerts are exactly those of an uninterrupted run (none was
+    // final at the stop: lateness is 30 s). Windows start on hop boundaries
+    // (30 s for SSH brute force), so a restart from empty windows would
+    // give alerts with later windows, hence other ids.
+    let world = World::new("reset", 3, 3, false);
+    let config = world.config("one", &["match", "correlate"], LIVE_CORRELATION);
+    let mut first = Some(Detector::start(&config, "before"));
+    std::thread::sleep(Duration::from_secs(5));
+    wait_for_second(3);
+    let mut restarted: Option<Detector> = None;
+    let mut reset_to = Vec::new();
+    let events = live_workload(&world, 40, || {
+        if let Some(mut d) = first.take() {
+            assert!(d.stop(), "clean stop:\n{}", d.log_text());
+            reset_to = commit_without_checkpoints(&world);
+            wait_for_second(32);
+            restarted = Some(Detector::start(&config, "after"));
+        }
+    });
+    let restarted = restarted.expect("restarted half-way");
+    assert!(
+        reset_to.iter().any(|&o| o > 0),
+        "signals were committed past the start: {reset_to:?}"
+    );
+    let reference = reference_alerts(&world.agency, &events);
+    let expected: BTreeSet<String> = reference.iter().map(|a| a.id.clone()).collect();
+    assert!(
+        expected.len() >= 8,
+        "the workload should raise alerts: {expected:?}"
+    );
+    let _ = world.alerts_until(expected.len(), 150);
+    std::thread::sleep(Duration::from_secs(3)); // anything extra would show now
+    let alerts = world.alerts_until(0, 0);
+    let got = ids(&alerts);
+    let log = restarted.log_text();
+    assert_eq!(
+        got,
+        expected,
+        "missing:\n{}\nextra:\n{}\n{log}",
+        describe_alerts(
+            expected.difference(&got),
+            reference
+                .iter()
+                .filter_map(|a| serde_json::to_value(a).ok())
+        ),
+        describe_alerts(got.difference(&expected), alerts.iter().cloned()),
+    );
+    assert!(
+        log.contains("committed offset without a checkpoint"),
+        "the restart noticed the missing checkpoints:\n{log}"
+    );
 }
 
 /// A single-event rule on web access lines whose user agent contains `ua`.

@@ -374,13 +374,21 @@ pub fn describe_alerts<'a>(
         .filter(|a| a["id"].as_str().is_some_and(|id| wanted.contains(id)))
         .map(|a| {
             format!(
-                "  {} {} group={} window={}..{} events={}",
+                "  {} {} group={} window={}..{} created={} evidence at {}",
                 a["id"].as_str().unwrap_or_default(),
                 a["rule"]["title"],
                 a["group"],
                 a["window_start"],
                 a["window_end"],
-                a["evidence"].as_array().map_or(0, Vec::len)
+                a["created"],
+                a["evidence"]
+                    .as_array()
+                    .map(|ev| ev
+                        .iter()
+                        .map(|e| e["timestamp"].to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "))
+                    .unwrap_or_default()
             )
         })
         .collect::<Vec<_>>()
