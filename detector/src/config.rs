@@ -58,6 +58,17 @@ pub struct DetectorSection {
     pub roles: Vec<Role>,
     /// Consumer groups are `<group_prefix>.match`, `.correlate`, `.archive`.
     pub group_prefix: String,
+    /// This instance's name, in its Kafka client ids and in stage 1's
+    /// transactional id (`<group_prefix>.match-<instance>`). Unset: host
+    /// name and process id, unique but new at every start. Set it to a name
+    /// that no other running detector has and that stays the same across
+    /// restarts (the host's name under systemd, the pod's in a
+    /// StatefulSet): a restarted instance then aborts at once the Kafka
+    /// transaction its crashed predecessor left open, which otherwise holds
+    /// back stage 2's reading of the signals until Kafka times it out
+    /// (`transaction.timeout.ms`, 60 s). Two running detectors with one
+    /// name would fence each other's transactions.
+    pub instance: Option<String>,
     /// Messages handled per batch before outputs are confirmed and offsets committed.
     pub batch_size: usize,
     /// Longest a batch stays open after its first message, backlog or not:
@@ -112,6 +123,7 @@ impl Default for DetectorSection {
         DetectorSection {
             roles: vec![Role::Match, Role::Correlate, Role::Archive],
             group_prefix: "qalqan-detector".into(),
+            instance: None,
             batch_size: 20000,
             batch_wait: Duration::from_millis(100),
             match_workers: None,
@@ -283,6 +295,19 @@ impl Validate for DetectorConfig {
                 "use 1024 to 10000000 (100000 is a good default)",
             ));
         }
+        if let Some(name) = &d.instance {
+            let ok = (1..=100).contains(&name.len())
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+            if !ok {
+                return Err(Invalid::new(
+                    "detector.instance",
+                    format!("`{name}` is not an instance name"),
+                    "use 1-100 characters of A-Z a-z 0-9 . _ -, unique among running detectors (e.g. the host name)",
+                ));
+            }
+        }
         if let Some(n @ 65..) = d.match_workers {
             return Err(Invalid::new(
                 "detector.match_workers",
@@ -423,6 +448,18 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("detector.match_workers"), "{e}");
+        let instance = |name: &str| {
+            qalqan_core::config::from_str::<DetectorConfig>(
+                &format!("[kafka]\nbrokers = \"x:1\"\n[detector]\nroles = [\"match\"]\ninstance = {name:?}\n"),
+                p,
+            )
+        };
+        let ok = instance("det-1.centre_a").expect("a stable instance name");
+        assert_eq!(ok.detector.instance.as_deref(), Some("det-1.centre_a"));
+        for bad in ["", "two words", "a/b", &"x".repeat(101)] {
+            let e = instance(bad).unwrap_err();
+            assert!(e.to_string().contains("detector.instance"), "{bad:?}: {e}");
+        }
     }
 
     #[test]

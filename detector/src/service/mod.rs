@@ -39,7 +39,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Set once to stop every role.
     pub stop: Arc<AtomicBool>,
-    /// Prefix of the Kafka client ids of this process (`host-pid`).
+    /// Prefix of the Kafka client ids of this process and suffix of stage
+    /// 1's transactional id: `detector.instance`, else `host-pid`.
     pub instance: String,
 }
 
@@ -78,7 +79,11 @@ pub fn run(config: DetectorConfig) -> anyhow::Result<()> {
 
     let stop = Arc::new(AtomicBool::new(false));
     let shared = Arc::new(Shared {
-        instance: format!("{}-{}", hostname(), std::process::id()),
+        instance: config
+            .detector
+            .instance
+            .clone()
+            .unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id())),
         config,
         rules,
         metrics,
