@@ -14,6 +14,8 @@
 //!   alert once after dedup by id;
 //! * reset: stage 2 offsets stored without checkpoints (Kafka's reset
 //!   tool) still give whole windows after a restart;
+//! * fencing: an instance restarted under its `detector.instance` name
+//!   aborts the transaction its killed predecessor left open;
 //! * abort: a batch aborted with outputs outstanding (a rebalance mid-batch)
 //!   returns at once and shows none of them;
 //! * reload: a broken rule set is refused and the running one stays; rules
@@ -643,6 +645,83 @@ fn offsets_reset_without_checkpoints_still_rebuild_the_windows() {
         log.contains("committed offset without a checkpoint"),
         "the restart noticed the missing checkpoints:\n{log}"
     );
+}
+
+/// How far partition 0 of the signals topic's last stable offset (what a
+/// `read_committed` reader such as stage 2 may read up to) is behind its
+/// high watermark: the messages held back by open transactions.
+fn held_back_by_transactions(world: &World) -> i64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let watermark = |isolation: &str| {
+        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &world.brokers)
+            .set("isolation.level", isolation)
+            .create()
+            .expect("consumer");
+        consumer
+            .fetch_watermarks(&world.signals, 0, Duration::from_secs(10))
+            .expect("watermarks")
+            .1
+    };
+    watermark("read_uncommitted") - watermark("read_committed")
+}
+
+#[test]
+fn a_restarted_instance_aborts_the_transaction_its_crashed_predecessor_left_open() {
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    let world = World::new("fence", 3, 3, false);
+    // Its config names the instance "stable" (`detector.instance`).
+    let config = world.config("stable", &["match"], "");
+    // What a detector named "stable" killed in the middle of a batch leaves
+    // behind: a transaction under its transactional id, begun, written to
+    // and never ended. Kafka would abort it only after its timeout (5
+    // minutes here, 60 s for the detector's own).
+    let zombie: ThreadedProducer<DefaultProducerContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &world.brokers)
+        .set(
+            "transactional.id",
+            format!("t.{}.match-stable", world.agency),
+        )
+        .set("transaction.timeout.ms", "300000")
+        .create()
+        .expect("producer");
+    let timeout = Duration::from_secs(30);
+    // A broker that has just started may still be loading its transaction
+    // coordinator: retry as a client would.
+    let deadline = Instant::now() + timeout;
+    while let Err(e) = zombie.init_transactions(timeout) {
+        assert!(Instant::now() < deadline, "init transactions: {e}");
+        eprintln!("init transactions: {e}; retrying");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    zombie.begin_transaction().expect("begin");
+    zombie
+        .send(
+            BaseRecord::<(), str>::to(&world.signals)
+                .partition(0)
+                .payload("left open"),
+        )
+        .map_err(|(e, _)| e)
+        .expect("send");
+    zombie.flush(timeout).expect("flush");
+    let held = held_back_by_transactions(&world);
+    assert!(held > 0, "the open transaction holds back readers ({held})");
+
+    let mut detector = Detector::start(&config, "stable");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut held = held_back_by_transactions(&world);
+    while held > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+        held = held_back_by_transactions(&world);
+    }
+    assert_eq!(
+        held,
+        0,
+        "the restarted instance should abort the open transaction as it starts:\n{}",
+        detector.log_text()
+    );
+    assert!(detector.is_running(), "{}", detector.log_text());
+    assert!(detector.stop(), "clean stop:\n{}", detector.log_text());
 }
 
 /// A single-event rule on web access lines whose user agent contains `ua`.

@@ -101,7 +101,7 @@ impl World {
         // here (the default on a 2-core machine evaluates in place), so
         // the end-to-end tests cover the threaded path.
         let mut text = format!(
-            "[detector]\nroles = [{roles}]\ngroup_prefix = \"t.{agency}\"\nbatch_wait = \"20ms\"\nmatch_workers = 1\n\
+            "[detector]\nroles = [{roles}]\ngroup_prefix = \"t.{agency}\"\ninstance = \"{name}\"\nbatch_wait = \"20ms\"\nmatch_workers = 1\n\
              [topics]\nevents = '^{events}$'\nraw = '^{raw}$'\nsignals = \"{signals}\"\nalerts = \"{alerts}\"\ndeadletter = \"{dl}\"\n\
              [kafka]\nbrokers = \"{brokers}\"\n\
              [rules]\npaths = [{paths}]\npipelines = [{pipelines}]\nstrict = true\nwatch = false\n\
