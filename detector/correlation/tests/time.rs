@@ -143,6 +143,38 @@ fn idle_inputs_advance_with_the_wall_clock() {
 }
 
 #[test]
+fn a_held_back_partition_does_not_advance_while_held_nor_jump_after() {
+    let set = set(MIXED, MIXED_BASE);
+    let cfg = EngineConfig {
+        allowed_lateness: Duration::from_secs(1),
+        idle_timeout: Duration::from_secs(2),
+        ..EngineConfig::default()
+    };
+    let mut e = engine(&set, cfg);
+    let mut out = Output::default();
+    let now = Instant::now();
+    e.process(0, &sig("quiet", "r2", &["A"], 30.0).build(), &mut out);
+    e.tick(now, &mut out);
+    // Its next signals wait behind an open transaction for 40 s: without
+    // the hold, the wall clock would close the minute and make them late.
+    e.hold_back(0, true);
+    e.tick(now + Duration::from_secs(40), &mut out);
+    assert!(out.alerts.is_empty(), "held: the watermark stays at 30 s");
+    e.hold_back(0, false);
+    // Released: idle time counts from the last tick, not from before the
+    // hold, so the waiting signals are read in time.
+    e.tick(now + Duration::from_secs(41), &mut out);
+    e.process(0, &sig("quiet", "r2", &["A"], 35.0).build(), &mut out);
+    assert!(out.late.is_empty(), "{:?}", out.late);
+    assert!(out.alerts.is_empty());
+    // Idle from here on, the minute closes with both signals in it.
+    e.tick(now + Duration::from_secs(42), &mut out);
+    e.tick(now + Duration::from_secs(70), &mut out);
+    assert_eq!(out.alerts.len(), 1);
+    assert_eq!(out.alerts[0].count, 2);
+}
+
+#[test]
 fn alerts_become_final_after_the_lateness() {
     let set = set(MIXED, MIXED_BASE);
     let mut e = engine(&set, cfg_lateness(3));

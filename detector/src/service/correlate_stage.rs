@@ -49,11 +49,70 @@ struct RebuildContext {
     /// The engine's replay lookback, refreshed when rules change.
     lookback: Mutex<Duration>,
     changes: Mutex<Vec<Change>>,
+    signals: String,
+    /// Signals partitions whose last stable offset was behind their high
+    /// watermark in the latest statistics: unread signals wait behind an
+    /// open transaction (a stage 1 instance killed mid-batch leaves one
+    /// until Kafka times it out).
+    held: Mutex<BTreeMap<i32, Hold>>,
 }
+
+/// A partition held back by an open transaction, since when.
+#[derive(Debug, Clone, Copy)]
+struct Hold {
+    since: Instant,
+    logged: bool,
+}
+
+/// Longest a partition counts as held back: a little over Kafka's default
+/// `transaction.timeout.ms` (60 s) and its abort check (every 10 s). Past
+/// it, its windows close on the wall clock again, so statistics that never
+/// clear cannot stall a partition's alerts for good.
+const MAX_HOLD: Duration = Duration::from_secs(90);
+
+/// How often stage 2's consumer reports statistics (which carry each
+/// partition's last stable offset).
+const STATS_INTERVAL_MS: &str = "1000";
 
 impl ClientContext for RebuildContext {
     fn stats(&self, statistics: Statistics) {
         self.lag.report(&statistics);
+        let now = Instant::now();
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        let previous = std::mem::take(&mut *held);
+        let Some(topic) = statistics.topics.get(&self.signals) else {
+            return;
+        };
+        for (&partition, p) in &topic.partitions {
+            // -1001 is librdkafka's "not known yet".
+            if partition < 0 || p.ls_offset < 0 || p.hi_offset <= p.ls_offset {
+                continue;
+            }
+            let mut hold = previous.get(&partition).copied().unwrap_or(Hold {
+                since: now,
+                logged: false,
+            });
+            let waited = now.saturating_duration_since(hold.since);
+            if !hold.logged && waited >= Duration::from_secs(10) {
+                hold.logged = true;
+                tracing::warn!(
+                    partition,
+                    held_back = p.hi_offset - p.ls_offset,
+                    "stage 2: signals wait behind an open Kafka transaction (a stage 1 instance killed mid-batch?); this partition's windows wait for them, for at most {}s",
+                    MAX_HOLD.as_secs()
+                );
+            }
+            held.insert(partition, hold);
+        }
+    }
+}
+
+impl RebuildContext {
+    /// Whether a partition's idle time must not close its windows now.
+    fn holds_back(&self, partition: i32, now: Instant) -> bool {
+        let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        held.get(&partition)
+            .is_some_and(|h| now.saturating_duration_since(h.since) < MAX_HOLD)
     }
 }
 
@@ -239,20 +298,26 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
         cfg.correlation.clone(),
         Arc::clone(metrics),
     )?;
-    let consumer: BaseConsumer<RebuildContext> = consumer_config(
+    let mut consumer_settings = consumer_config(
         &cfg.kafka,
         &group,
         &format!("{}-correlate", shared.instance),
-    )?
-    .create_with_context(RebuildContext {
-        lag: LagReporter {
-            group: group.clone(),
-            metrics: Arc::clone(metrics),
-        },
-        lookback: Mutex::new(correlator.engine().replay_lookback()),
-        changes: Mutex::new(Vec::new()),
-    })
-    .map_err(|e| anyhow::anyhow!("cannot create the stage 2 consumer: {e}"))?;
+    )?;
+    if !cfg.kafka.extra.contains_key("statistics.interval.ms") {
+        consumer_settings.set("statistics.interval.ms", STATS_INTERVAL_MS);
+    }
+    let consumer: BaseConsumer<RebuildContext> = consumer_settings
+        .create_with_context(RebuildContext {
+            lag: LagReporter {
+                group: group.clone(),
+                metrics: Arc::clone(metrics),
+            },
+            lookback: Mutex::new(correlator.engine().replay_lookback()),
+            changes: Mutex::new(Vec::new()),
+            signals: cfg.topics.signals.clone(),
+            held: Mutex::new(BTreeMap::new()),
+        })
+        .map_err(|e| anyhow::anyhow!("cannot create the stage 2 consumer: {e}"))?;
     consumer
         .subscribe(&[cfg.topics.signals.as_str()])
         .map_err(|e| anyhow::anyhow!("cannot subscribe to {}: {e}", cfg.topics.signals))?;
@@ -333,6 +398,12 @@ pub fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
         }
         if last_tick.elapsed() >= Duration::from_millis(100) {
             last_tick = Instant::now();
+            // A partition whose signals wait behind an open transaction is
+            // not idle: its windows must not close on the wall clock.
+            for &p in &owned {
+                let held = consumer.context().holds_back(p, last_tick);
+                correlator.engine().hold_back(p, held);
+            }
             correlator.tick(&mut alerts);
         }
         for alert in alerts.drain(..) {

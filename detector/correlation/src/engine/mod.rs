@@ -160,6 +160,9 @@ pub struct Engine {
     shared: Shared,
     inputs: FastMap<i32, FastMap<String, Input>>,
     plans: HashMap<i32, Arc<RebuildPlan>>,
+    /// Partitions whose unread signals wait behind an open transaction
+    /// ([`Engine::hold_back`]).
+    held: HashSet<i32>,
 }
 
 fn node_info(set: &CorrelationSet, config: &EngineConfig) -> Vec<NodeInfo> {
@@ -234,6 +237,7 @@ impl Engine {
             },
             inputs: FastMap::default(),
             plans: HashMap::new(),
+            held: HashSet::new(),
         })
     }
 
@@ -347,9 +351,12 @@ impl Engine {
     pub fn tick(&mut self, now: Instant, out: &mut Output) {
         let shared = &mut self.shared;
         let idle_after = shared.config.idle_timeout;
-        for by_agency in self.inputs.values_mut() {
+        for (partition, by_agency) in self.inputs.iter_mut() {
+            let held = self.held.contains(partition);
             for input in by_agency.values_mut() {
-                if input.arrivals > 0 || input.last_active.is_none() {
+                // A held partition counts as active: its idle time starts
+                // again once the hold ends.
+                if held || input.arrivals > 0 || input.last_active.is_none() {
                     input.arrivals = 0;
                     input.last_active = Some(now);
                     input.watermark_at_active = input.watermark;
@@ -372,6 +379,22 @@ impl Engine {
             }
         }
         self.enforce_limits(out);
+    }
+
+    /// Marks a partition as held back, or no longer: while held, [`tick`]
+    /// does not move its inputs' watermarks with the wall clock. For a
+    /// partition whose unread signals wait behind an open Kafka transaction
+    /// (a stage 1 instance killed mid-batch): it is not idle, its signals
+    /// are only not readable yet, and closing windows on the wall clock
+    /// would make every one of them late once they are.
+    ///
+    /// [`tick`]: Engine::tick
+    pub fn hold_back(&mut self, partition: i32, held: bool) {
+        if held {
+            self.held.insert(partition);
+        } else {
+            self.held.remove(&partition);
+        }
     }
 
     /// End of input (replays, tests, the CLI): processes everything pending
@@ -399,6 +422,7 @@ impl Engine {
             }
         }
         self.plans.remove(&partition);
+        self.held.remove(&partition);
     }
 
     /// The settled horizons of a partition, to store with its offsets.
