@@ -15,7 +15,9 @@
 //! * reset: stage 2 offsets stored without checkpoints (Kafka's reset
 //!   tool) still give whole windows after a restart;
 //! * fencing: an instance restarted under its `detector.instance` name
-//!   aborts the transaction its killed predecessor left open;
+//!   aborts the transaction its killed predecessor left open; and while
+//!   such a transaction is open, stage 2 waits for the signals behind it
+//!   instead of counting them late;
 //! * abort: a batch aborted with outputs outstanding (a rebalance mid-batch)
 //!   returns at once and shows none of them;
 //! * reload: a broken rule set is refused and the running one stays; rules
@@ -666,9 +668,51 @@ fn held_back_by_transactions(world: &World) -> i64 {
     watermark("read_uncommitted") - watermark("read_committed")
 }
 
+/// What a stage 1 instance killed in the middle of a batch leaves: a
+/// transaction under `transactional_id`, begun, written to (one record on
+/// every partition of the signals topic) and never ended; Kafka aborts it
+/// `timeout` after it began (checked every 10 s). Keep the producer until
+/// the test ends.
+fn open_transaction(
+    world: &World,
+    transactional_id: &str,
+    timeout: Duration,
+) -> rdkafka::producer::BaseProducer {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let producer: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &world.brokers)
+        .set("transactional.id", transactional_id)
+        .set("transaction.timeout.ms", timeout.as_millis().to_string())
+        .create()
+        .expect("producer");
+    // A broker that has just started may still be loading its transaction
+    // coordinator: retry as a client would.
+    let wait = Duration::from_secs(30);
+    let deadline = Instant::now() + wait;
+    while let Err(e) = producer.init_transactions(wait) {
+        assert!(Instant::now() < deadline, "init transactions: {e}");
+        eprintln!("init transactions: {e}; retrying");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    producer.begin_transaction().expect("begin");
+    for partition in 0..world.signal_partitions {
+        producer
+            .send(
+                BaseRecord::<(), str>::to(&world.signals)
+                    .partition(partition)
+                    .payload("left open"),
+            )
+            .map_err(|(e, _)| e)
+            .expect("send");
+    }
+    producer.flush(wait).expect("flush");
+    let held = held_back_by_transactions(world);
+    assert!(held > 0, "the open transaction holds back readers ({held})");
+    producer
+}
+
 #[test]
 fn a_restarted_instance_aborts_the_transaction_its_crashed_predecessor_left_open() {
-    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
     let world = World::new("fence", 3, 3, false);
     // Its config names the instance "stable" (`detector.instance`).
     let config = world.config("stable", &["match"], "");
@@ -676,34 +720,11 @@ fn a_restarted_instance_aborts_the_transaction_its_crashed_predecessor_left_open
     // behind: a transaction under its transactional id, begun, written to
     // and never ended. Kafka would abort it only after its timeout (5
     // minutes here, 60 s for the detector's own).
-    let zombie: ThreadedProducer<DefaultProducerContext> = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &world.brokers)
-        .set(
-            "transactional.id",
-            format!("t.{}.match-stable", world.agency),
-        )
-        .set("transaction.timeout.ms", "300000")
-        .create()
-        .expect("producer");
-    let timeout = Duration::from_secs(30);
-    // A broker that has just started may still be loading its transaction
-    // coordinator: retry as a client would.
-    let deadline = Instant::now() + timeout;
-    while let Err(e) = zombie.init_transactions(timeout) {
-        assert!(Instant::now() < deadline, "init transactions: {e}");
-        eprintln!("init transactions: {e}; retrying");
-        std::thread::sleep(Duration::from_millis(500));
-    }
-    zombie.begin_transaction().expect("begin");
-    zombie
-        .send(
-            BaseRecord::<(), str>::to(&world.signals)
-                .partition(0)
-                .payload("left open"),
-        )
-        .map_err(|(e, _)| e)
-        .expect("send");
-    zombie.flush(timeout).expect("flush");
+    let _zombie = open_transaction(
+        &world,
+        &format!("t.{}.match-stable", world.agency),
+        Duration::from_secs(300),
+    );
     let held = held_back_by_transactions(&world);
     assert!(held > 0, "the open transaction holds back readers ({held})");
 
@@ -722,6 +743,63 @@ fn a_restarted_instance_aborts_the_transaction_its_crashed_predecessor_left_open
     );
     assert!(detector.is_running(), "{}", detector.log_text());
     assert!(detector.stop(), "clean stop:\n{}", detector.log_text());
+}
+
+#[test]
+fn signals_behind_an_open_transaction_are_waited_for_not_counted_late() {
+    // Half-way through a live workload a transaction is left open on every
+    // signals partition (a stage 1 instance killed mid-batch, never
+    // restarted); Kafka aborts it 15-25 s later. Stage 2 reads the signals
+    // `read_committed`: until then it sees none of those written after it.
+    // It must wait for them, not close its windows on the wall clock and
+    // count them late once they can be read.
+    let world = World::new("held", 3, 3, false);
+    let config = world.config(
+        "one",
+        &["match", "correlate"],
+        "[correlation]\nallowed_lateness = \"5s\"\n",
+    );
+    let mut detector = Detector::start(&config, "one");
+    std::thread::sleep(Duration::from_secs(5));
+    let mut zombie = None;
+    let events = live_workload(&world, 24, || {
+        zombie = Some(open_transaction(
+            &world,
+            &format!("t.{}.match-gone", world.agency),
+            Duration::from_secs(15),
+        ));
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while held_back_by_transactions(&world) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "Kafka should have aborted the transaction"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let expected = reference_alert_ids(&world.agency, &events);
+    let alerts = world.alerts_until(expected.len(), 60);
+    std::thread::sleep(Duration::from_secs(3)); // anything extra would show now
+    let got = ids(&world.alerts_until(0, 0));
+    let log = detector.log_text();
+    assert_eq!(
+        got,
+        expected,
+        "missing: {:?}\nextra: {:?}\n{log}",
+        expected.difference(&got).collect::<Vec<_>>(),
+        got.difference(&expected).collect::<Vec<_>>()
+    );
+    assert!(alerts.len() >= 8, "the workload should raise alerts");
+    assert!(
+        log.contains("signals wait behind an open Kafka transaction"),
+        "stage 2 should have seen the open transaction:\n{log}"
+    );
+    assert!(
+        !log.contains("late signals"),
+        "no signal may be late:\n{log}"
+    );
+    assert!(detector.stop(), "clean stop:\n{log}");
+    drop(zombie);
 }
 
 /// A single-event rule on web access lines whose user agent contains `ua`.
