@@ -405,6 +405,44 @@ fn live_workload(
     all
 }
 
+/// Asserts that the alerts in `world` end up exactly those (by id) of an
+/// uninterrupted in-process run of `events`, which must raise at least 8:
+/// waits up to `wait_secs` for them, then `settle` for anything extra. A
+/// failure describes the missing and the extra alerts, then `logs()`.
+/// Returns the alerts read.
+fn assert_alerts_of_an_uninterrupted_run(
+    world: &World,
+    events: &[qalqan_core::Event],
+    wait_secs: u64,
+    settle: Duration,
+    logs: impl Fn() -> String,
+) -> Vec<serde_json::Value> {
+    let reference = reference_alerts(&world.agency, events);
+    let expected: BTreeSet<String> = reference.iter().map(|a| a.id.clone()).collect();
+    assert!(
+        expected.len() >= 8,
+        "the workload should raise alerts: {expected:?}"
+    );
+    let _ = world.alerts_until(expected.len(), wait_secs);
+    std::thread::sleep(settle); // anything extra would show now
+    let alerts = world.alerts_until(0, 0);
+    let got = ids(&alerts);
+    assert_eq!(
+        got,
+        expected,
+        "missing:\n{}\nextra:\n{}\n{}",
+        describe_alerts(
+            expected.difference(&got),
+            reference
+                .iter()
+                .filter_map(|a| serde_json::to_value(a).ok())
+        ),
+        describe_alerts(got.difference(&expected), alerts.iter().cloned()),
+        logs()
+    );
+    alerts
+}
+
 /// Lateness that covers a rebalance (session timeout 10 s) plus catch-up.
 const LIVE_CORRELATION: &str = "[correlation]\nallowed_lateness = \"30s\"\n";
 
@@ -436,34 +474,15 @@ fn three_instances_give_the_ids_of_one_even_when_one_is_killed() {
         );
     }
     let events = live_workload(&world, 24, || instances[1].kill());
-    let reference = reference_alerts(&world.agency, &events);
-    let expected: BTreeSet<String> = reference.iter().map(|a| a.id.clone()).collect();
-    assert!(
-        expected.len() >= 8,
-        "the workload should raise alerts: {expected:?}"
-    );
     // Alerts become final `allowed_lateness` of idle time after the end.
-    let _ = world.alerts_until(expected.len(), 150);
-    std::thread::sleep(Duration::from_secs(5)); // anything extra would show now
-    let alerts = world.alerts_until(0, 0);
-    let got = ids(&alerts);
-    let logs: String = instances
-        .iter()
-        .map(|d| d.log_text())
-        .collect::<Vec<_>>()
-        .join("\n----\n");
-    assert_eq!(
-        got,
-        expected,
-        "missing:\n{}\nextra:\n{}\n{logs}",
-        describe_alerts(
-            expected.difference(&got),
-            reference
+    let alerts =
+        assert_alerts_of_an_uninterrupted_run(&world, &events, 150, Duration::from_secs(5), || {
+            instances
                 .iter()
-                .filter_map(|a| serde_json::to_value(a).ok())
-        ),
-        describe_alerts(got.difference(&expected), alerts.iter().cloned()),
-    );
+                .map(|d| d.log_text())
+                .collect::<Vec<_>>()
+                .join("\n----\n")
+        });
     assert!(kinds(&alerts)
         .iter()
         .any(|k| k.starts_with("event_count") || k.starts_with("value_")));
@@ -620,29 +639,10 @@ fn offsets_reset_without_checkpoints_still_rebuild_the_windows() {
         reset_to.iter().any(|&o| o > 0),
         "signals were committed past the start: {reset_to:?}"
     );
-    let reference = reference_alerts(&world.agency, &events);
-    let expected: BTreeSet<String> = reference.iter().map(|a| a.id.clone()).collect();
-    assert!(
-        expected.len() >= 8,
-        "the workload should raise alerts: {expected:?}"
-    );
-    let _ = world.alerts_until(expected.len(), 150);
-    std::thread::sleep(Duration::from_secs(3)); // anything extra would show now
-    let alerts = world.alerts_until(0, 0);
-    let got = ids(&alerts);
+    assert_alerts_of_an_uninterrupted_run(&world, &events, 150, Duration::from_secs(3), || {
+        restarted.log_text()
+    });
     let log = restarted.log_text();
-    assert_eq!(
-        got,
-        expected,
-        "missing:\n{}\nextra:\n{}\n{log}",
-        describe_alerts(
-            expected.difference(&got),
-            reference
-                .iter()
-                .filter_map(|a| serde_json::to_value(a).ok())
-        ),
-        describe_alerts(got.difference(&expected), alerts.iter().cloned()),
-    );
     assert!(
         log.contains("committed offset without a checkpoint"),
         "the restart noticed the missing checkpoints:\n{log}"
@@ -777,19 +777,12 @@ fn signals_behind_an_open_transaction_are_waited_for_not_counted_late() {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
-    let expected = reference_alert_ids(&world.agency, &events);
-    let alerts = world.alerts_until(expected.len(), 60);
-    std::thread::sleep(Duration::from_secs(3)); // anything extra would show now
-    let got = ids(&world.alerts_until(0, 0));
-    let log = detector.log_text();
-    assert_eq!(
-        got,
-        expected,
-        "missing: {:?}\nextra: {:?}\n{log}",
-        expected.difference(&got).collect::<Vec<_>>(),
-        got.difference(&expected).collect::<Vec<_>>()
-    );
+    let alerts =
+        assert_alerts_of_an_uninterrupted_run(&world, &events, 60, Duration::from_secs(3), || {
+            detector.log_text()
+        });
     assert!(alerts.len() >= 8, "the workload should raise alerts");
+    let log = detector.log_text();
     assert!(
         log.contains("signals wait behind an open Kafka transaction"),
         "stage 2 should have seen the open transaction:\n{log}"

@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use qalqan_correlation::{EngineConfig, Output};
+use qalqan_correlation::{Engine, EngineConfig, Output};
 
 #[test]
 fn same_alerts_in_any_order_within_lateness() {
@@ -112,8 +112,11 @@ fn each_agency_has_its_own_watermark() {
     assert_eq!(out.late.len(), 1);
 }
 
-#[test]
-fn idle_inputs_advance_with_the_wall_clock() {
+/// An engine (lateness 1 s, idle after 2 s) that has one "quiet" signal
+/// at 30 s on partition 0 and a first tick at the returned instant.
+/// "quiet" (lte 2 per aligned minute) can only be judged when the minute
+/// is over, so the minute's alert shows when the watermark passes 61 s.
+fn quiet_signal_at_30s() -> (Engine, Output, Instant) {
     let set = set(MIXED, MIXED_BASE);
     let cfg = EngineConfig {
         allowed_lateness: Duration::from_secs(1),
@@ -123,10 +126,14 @@ fn idle_inputs_advance_with_the_wall_clock() {
     let mut e = engine(&set, cfg);
     let mut out = Output::default();
     let now = Instant::now();
-    // "quiet" (lte 2 per aligned minute) can only be judged when the
-    // minute is over.
     e.process(0, &sig("quiet", "r2", &["A"], 30.0).build(), &mut out);
     e.tick(now, &mut out);
+    (e, out, now)
+}
+
+#[test]
+fn idle_inputs_advance_with_the_wall_clock() {
+    let (mut e, mut out, now) = quiet_signal_at_30s();
     e.tick(now + Duration::from_secs(1), &mut out);
     assert!(out.alerts.is_empty(), "not idle long enough");
     e.tick(now + Duration::from_secs(20), &mut out);
@@ -144,17 +151,7 @@ fn idle_inputs_advance_with_the_wall_clock() {
 
 #[test]
 fn a_held_back_partition_does_not_advance_while_held_nor_jump_after() {
-    let set = set(MIXED, MIXED_BASE);
-    let cfg = EngineConfig {
-        allowed_lateness: Duration::from_secs(1),
-        idle_timeout: Duration::from_secs(2),
-        ..EngineConfig::default()
-    };
-    let mut e = engine(&set, cfg);
-    let mut out = Output::default();
-    let now = Instant::now();
-    e.process(0, &sig("quiet", "r2", &["A"], 30.0).build(), &mut out);
-    e.tick(now, &mut out);
+    let (mut e, mut out, now) = quiet_signal_at_30s();
     // Its next signals wait behind an open transaction for 40 s: without
     // the hold, the wall clock would close the minute and make them late.
     e.hold_back(0, true);
